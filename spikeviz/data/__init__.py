@@ -1,0 +1,9 @@
+"""Data sets: the IDX format, MNIST-style sets and where they come from (directory, cache,
+download, bundled subset)."""
+
+from spikeviz.data.idx import read_idx, write_idx
+from spikeviz.data.mnist import MNIST, default_cache_dir, load_mnist, resolve_mnist_dir
+
+__all__ = [
+    "MNIST", "default_cache_dir", "load_mnist", "read_idx", "resolve_mnist_dir", "write_idx",
+]

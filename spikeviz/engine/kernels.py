@@ -1,0 +1,370 @@
+"""Event-driven simulation of layers of leaky integrate-and-fire neurons (Lee et al. 2016, Sec. 3).
+
+The model is written here once; equation numbers are the paper's, decisions are those of
+``METHOD.md``.  Time is in milliseconds.  An event reaching layer l at time t_p through input k:
+
+1. decay (1):       V <- V * exp((t_{p-1} - t_p) / tau_mp), t_{p-1} the layer's previous event
+                    (all neurons of a layer share tau_mp: one exp per layer per event).
+2. input (1):       V_i += w_ki * w_dyn_i, with the refractory dynamic weight
+                    w_dyn_i = min(1, w_d0 + (dt / T_ref)^2) while dt = t_p - t_out_i < T_ref, else 1.
+3. clip:            V_i >= -Vth_i after every decrease (input, reset, inhibition).
+4. fire (2):        neurons with V_i >= Vth_i are candidates; they fire in descending order of
+                    V_i / Vth_i (ties: lower index first), at most once each per incoming event.
+                    The one firing resets V_i -= gamma * Vth_i and is clipped to [-Vth_i, Vth_i].
+5. WTA (4):         in a layer with kappa < 0, a neuron j firing gives every other neuron
+                    V_i += kappa * Vth_i (proportional to the inhibited neuron's own threshold), so a
+                    later candidate fires only if it is still above threshold.
+6. threshold regularization (Sec. 5.2, training only, rho > 0): when Nw of the N neurons fired on
+                    this event, each of them raises Vth by rho * N, then all N lower it by rho * Nw;
+                    a threshold that would fall below its floor stays at the floor and all weights
+                    of that neuron rise by the blocked decrease times ``weight_boost``.  V is
+                    re-clipped to the new thresholds.
+7. traces (3):      x_k(t) = sum_p exp((t_p - t) / tau_mp) over the spikes of input k, a_i(t)
+                    likewise over the output spikes of neuron i; kept lazily as the value at the
+                    neuron's last spike and brought to the end of the presentation at readout.
+
+A spike of layer l at time t reaches layer l+1 at the same time t, before the next input event
+(zero delay), in the order the spikes were emitted.  Every sample starts from rest.
+
+Kernels take named tuples of arrays and plain scalars, mutate the state they are given and hold no
+globals, so a setting changed between two samples takes effect at the next one.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from spikeviz._jit import jit
+
+
+class State(NamedTuple):
+    """Parameters and per-sample state of all layers, neurons concatenated in layer order.
+
+    Layer l has the neurons ``neuron_start[l] <= j < neuron_start[l + 1]`` of the per-neuron
+    arrays, and its (M_l, N_l) weight matrix, row-major, at ``weights[weight_start[l]:]``: row k is
+    the fan-out of its input k.  One flat state (instead of a tuple of layers) keeps the per-event
+    work free of struct copies; :class:`spikeviz.engine.Network` hands out per-layer views.
+    """
+
+    weights: np.ndarray  # (sum M_l N_l,) float32
+    weight_start: np.ndarray  # (L + 1,) int64
+    neuron_start: np.ndarray  # (L + 1,) int64
+    thresholds: np.ndarray  # (sum N_l,) float32, Vth
+    potentials: np.ndarray  # (sum N_l,) float32, V
+    gain: np.ndarray  # (sum N_l,) float32, refractory dynamic weight w_dyn (1 when recovered)
+    last_spike_ms: np.ndarray  # (sum N_l,) float64, t_out; -inf before the first spike
+    trace: np.ndarray  # (sum N_l,) float32, a_i at last_spike_ms; at the end time after readout
+    counts: np.ndarray  # (sum N_l,) int32, output spikes in this sample
+    refractory: np.ndarray  # (sum N_l,) int32: per layer, its first n_refractory[l] slots list
+    #                         the neurons (layer-local index) with dt < T_ref
+    candidates: np.ndarray  # (sum N_l,) int32 scratch
+    n_refractory: np.ndarray  # (L,) int64
+    clock_ms: np.ndarray  # (L,) float64, time of each layer's previous event
+    floor: np.ndarray  # (L,) float32, lower bound of each layer's thresholds (Sec. 5.2)
+
+
+class Inputs(NamedTuple):
+    """Per-sample state of the M input channels of the first layer."""
+
+    last_ms: np.ndarray  # (M,) float64, time of the channel's last event
+    trace: np.ndarray  # (M,) float32, x_k at last_ms; at the end time after readout
+    counts: np.ndarray  # (M,) int32
+
+
+class Dynamics(NamedTuple):
+    """Scalar settings, read from the config at every sample boundary."""
+
+    tau_mp_ms: float  # membrane time constant
+    t_ref_ms: float  # refractory period; 0 disables it
+    w_dyn0: float  # dynamic weight right after a spike
+    gamma: float  # reset factor
+    rho: float  # threshold regularization per spike; 0 outside training
+    weight_boost: float  # weight increment per unit of blocked threshold decrease
+
+
+class Recording(NamedTuple):
+    """Bounded buffers filled during a sample for the views; capacity 0 records nothing.
+
+    Rows past the capacity are counted in ``seen`` but not stored.
+    """
+
+    spike_ms: np.ndarray  # (S,) float64
+    spike_layer: np.ndarray  # (S,) int32
+    spike_neuron: np.ndarray  # (S,) int32
+    watch_layer: np.ndarray  # (K,) int32, the watched neurons ...
+    watch_neuron: np.ndarray  # (K,) int32, ... as (layer, neuron) pairs
+    watch_peak: np.ndarray  # (K,) float32 scratch
+    potential_ms: np.ndarray  # (P,) float64
+    potential_watch: np.ndarray  # (P,) int32, index into the watch list
+    potential_peak: np.ndarray  # (P,) float32, V after the input, before reset and inhibition
+    potential_end: np.ndarray  # (P,) float32, V when the event has been fully processed
+    seen: np.ndarray  # (2,) int64: spikes, potential rows
+
+
+@jit
+def reset_state(inputs, state, rec):
+    """Bring every neuron to rest and empty the recording: the start of every sample."""
+    inputs.last_ms[:] = -np.inf
+    inputs.trace[:] = 0.0
+    inputs.counts[:] = 0
+    state.potentials[:] = 0.0
+    state.gain[:] = 1.0
+    state.last_spike_ms[:] = -np.inf
+    state.trace[:] = 0.0
+    state.counts[:] = 0
+    state.n_refractory[:] = 0
+    state.clock_ms[:] = 0.0
+    rec.seen[:] = 0
+
+
+@jit
+def _bump_trace(trace, last_ms, counts, i, t_ms, tau_mp_ms):
+    """Add one spike at t_ms to the lazily decayed trace (3) of unit i."""
+    trace[i] = trace[i] * math.exp((last_ms[i] - t_ms) / tau_mp_ms) + 1.0
+    last_ms[i] = t_ms
+    counts[i] += 1
+
+
+@jit
+def _traces_at(trace, last_ms, end_ms, tau_mp_ms):
+    """Bring every trace from its last spike to the end of the presentation."""
+    for i in range(trace.size):
+        if trace[i] != 0.0:
+            trace[i] = trace[i] * math.exp((last_ms[i] - end_ms) / tau_mp_ms)
+
+
+@jit
+def _refresh_gains(refractory, n_refractory, last_spike_ms, gain, t_ms, t_ref_ms, w_dyn0):
+    """Update w_dyn of a layer's refractory neurons; drop those that have recovered.
+
+    Returns the new number of refractory neurons (listed first in ``refractory``).
+    """
+    n = n_refractory
+    j = 0
+    while j < n:
+        i = refractory[j]
+        dt = t_ms - last_spike_ms[i]
+        if dt >= t_ref_ms:
+            gain[i] = 1.0
+            n -= 1
+            refractory[j] = refractory[n]
+        else:
+            gain[i] = min(1.0, w_dyn0 + (dt / t_ref_ms) ** 2)
+            j += 1
+    return n
+
+
+@jit
+def _integrate(weights_row, potentials, thresholds, gain, decay):
+    """Steps 1-3 for all neurons of a layer in one pass; returns whether any crossed threshold.
+
+    One fused loop, so the weights row is read once and the loop vectorizes.
+    """
+    crossed = False
+    for i in range(potentials.size):
+        v = potentials[i] * decay + weights_row[i] * gain[i]
+        lowest = -thresholds[i]
+        if v < lowest:
+            v = lowest
+        potentials[i] = v
+        crossed |= v >= thresholds[i]
+    return crossed
+
+
+@jit
+def _sorted_candidates(potentials, thresholds, candidates):
+    """Indices with V >= Vth, in descending V/Vth, ties by lower index (insertion sort: few)."""
+    v, th, cand = potentials, thresholds, candidates
+    n = 0
+    for i in range(v.size):
+        if v[i] >= th[i]:
+            ratio = v[i] / th[i]
+            j = n
+            while j > 0 and v[cand[j - 1]] / th[cand[j - 1]] < ratio:
+                cand[j] = cand[j - 1]
+                j -= 1
+            cand[j] = i
+            n += 1
+    return n
+
+
+@jit
+def _inhibit_others(potentials, thresholds, winner, kappa):
+    """WTA (4): every neuron but the winner receives kappa * its own threshold, then clipping."""
+    spared = potentials[winner]
+    for i in range(potentials.size):  # no branch on the winner, so the loop vectorizes
+        v = potentials[i] + kappa * thresholds[i]
+        lowest = -thresholds[i]
+        potentials[i] = v if v > lowest else lowest
+    potentials[winner] = spared
+
+
+@jit
+def _regularize_thresholds(weights, potentials, thresholds, floor, fired, rho, weight_boost):
+    """Threshold regularization (Sec. 5.2) after the neurons ``fired`` fired on one event.
+
+    ``weights`` is the layer's (M, N) matrix.
+    """
+    th, v = thresholds, potentials
+    rise = np.float32(rho * th.size)
+    fall = np.float32(rho * fired.size)
+    for j in fired:
+        th[j] += rise
+    for i in range(th.size):
+        lowered = th[i] - fall
+        if lowered < floor:
+            # The threshold stays at its floor; the weights take the blocked decrease instead.
+            boost = np.float32(weight_boost) * min(fall, floor - lowered)
+            th[i] = floor
+            for k in range(weights.shape[0]):
+                weights[k, i] += boost
+        else:
+            th[i] = lowered
+        v[i] = min(max(v[i], -th[i]), th[i])
+
+
+@jit
+def _record_spike(rec, t_ms, layer_index, neuron):
+    n = rec.seen[0]
+    if n < rec.spike_ms.size:
+        rec.spike_ms[n] = t_ms
+        rec.spike_layer[n] = layer_index
+        rec.spike_neuron[n] = neuron
+    rec.seen[0] = n + 1
+
+
+@jit
+def _watch_peaks(rec, layer_index, potentials):
+    """Remember V of the watched neurons of this layer after the input, before any reset."""
+    for w in range(rec.watch_layer.size):
+        if rec.watch_layer[w] == layer_index:
+            rec.watch_peak[w] = potentials[rec.watch_neuron[w]]
+
+
+@jit
+def _record_potentials(rec, t_ms, layer_index, potentials):
+    """One row per watched neuron of this layer: its V at the peak and at the end of the event."""
+    for w in range(rec.watch_layer.size):
+        if rec.watch_layer[w] != layer_index:
+            continue
+        n = rec.seen[1]
+        if n < rec.potential_ms.size:
+            rec.potential_ms[n] = t_ms
+            rec.potential_watch[n] = w
+            rec.potential_peak[n] = rec.watch_peak[w]
+            rec.potential_end[n] = potentials[rec.watch_neuron[w]]
+        rec.seen[1] = n + 1
+
+
+@jit
+def _fire(state, layer_index, t_ms, kappa, dyn, rec, fired, n_fired):
+    """Steps 4-6 on a layer with at least one neuron at threshold.
+
+    The neurons that fire are appended to ``fired`` after its first ``n_fired`` entries (the
+    caller makes room for all the layer's neurons); returns the new length.
+    """
+    lo, hi = state.neuron_start[layer_index], state.neuron_start[layer_index + 1]
+    v, th = state.potentials[lo:hi], state.thresholds[lo:hi]
+    gain, last_ms = state.gain[lo:hi], state.last_spike_ms[lo:hi]
+    refractory = state.refractory[lo:hi]
+    gamma, kappa32 = np.float32(dyn.gamma), np.float32(kappa)
+    first = n_fired
+    for c in range(_sorted_candidates(v, th, state.candidates[lo:hi])):
+        i = state.candidates[lo + c]
+        if v[i] < th[i]:  # inhibited below threshold by an earlier winner
+            continue
+        v[i] = min(max(v[i] - gamma * th[i], -th[i]), th[i])
+        if kappa32 != 0.0:
+            _inhibit_others(v, th, i, kappa32)
+        _bump_trace(state.trace[lo:hi], last_ms, state.counts[lo:hi], i, t_ms, dyn.tau_mp_ms)
+        if dyn.t_ref_ms > 0.0:
+            gain[i] = min(1.0, dyn.w_dyn0)
+            n_refr = state.n_refractory[layer_index]
+            if i not in refractory[:n_refr]:
+                refractory[n_refr] = i
+                state.n_refractory[layer_index] = n_refr + 1
+        _record_spike(rec, t_ms, layer_index, i)
+        fired[n_fired] = i
+        n_fired += 1
+    if dyn.rho > 0.0 and n_fired > first:
+        n_inputs = (state.weight_start[layer_index + 1] - state.weight_start[layer_index]) // (hi - lo)
+        weights = state.weights[state.weight_start[layer_index]:state.weight_start[layer_index + 1]]
+        _regularize_thresholds(
+            weights.reshape((n_inputs, hi - lo)), v, th, state.floor[layer_index],
+            fired[first:n_fired], dyn.rho, dyn.weight_boost,
+        )
+    return n_fired
+
+
+@jit(inline="always")
+def _receive(state, layer_index, source, t_ms, kappa, dyn, rec, fired, n_fired):
+    """Process one event arriving at a layer through its input ``source`` (steps 1-6)."""
+    lo, hi = state.neuron_start[layer_index], state.neuron_start[layer_index + 1]
+    v, th, gain = state.potentials[lo:hi], state.thresholds[lo:hi], state.gain[lo:hi]
+    decay = np.float32(math.exp((state.clock_ms[layer_index] - t_ms) / dyn.tau_mp_ms))
+    state.clock_ms[layer_index] = t_ms
+    if state.n_refractory[layer_index] > 0:
+        state.n_refractory[layer_index] = _refresh_gains(
+            state.refractory[lo:hi], state.n_refractory[layer_index], state.last_spike_ms[lo:hi],
+            gain, t_ms, dyn.t_ref_ms, dyn.w_dyn0,
+        )
+    row = state.weight_start[layer_index] + source * (hi - lo)
+    crossed = _integrate(state.weights[row:row + hi - lo], v, th, gain, decay)
+    watching = rec.watch_layer.size > 0
+    if watching:
+        _watch_peaks(rec, layer_index, v)
+    if crossed:
+        n_fired = _fire(state, layer_index, t_ms, kappa, dyn, rec, fired, n_fired)
+    if watching:
+        _record_potentials(rec, t_ms, layer_index, v)
+    return n_fired
+
+
+@jit
+def _grow(buffer, needed):
+    bigger = np.empty(max(needed, 2 * buffer.size), buffer.dtype)
+    bigger[: buffer.size] = buffer
+    return bigger
+
+
+@jit
+def run_sample(times_ms, channels, end_ms, inputs, state, kappas, dyn, rec):
+    """Simulate one presentation from rest; leaves counts and end-time traces in the state.
+
+    Parameters
+    ----------
+    times_ms : (E,) float64, sorted event times in [0, end_ms]
+    channels : (E,) int32, input channel of each event, in [0, M)
+    end_ms : float, length of the presentation; traces are read out at this time
+    inputs : Inputs of the first layer
+    state : State of all layers
+    kappas : (L,) float64, lateral inhibition per layer; 0 = no WTA
+    dyn : Dynamics
+    rec : Recording
+    """
+    reset_state(inputs, state, rec)
+    n_layers = state.clock_ms.size
+    widest = np.max(np.diff(state.neuron_start))
+    sources = np.empty(4 * widest, np.int32)
+    fired = np.empty(4 * widest, np.int32)
+    for e in range(times_ms.size):
+        t_ms, k = times_ms[e], channels[e]
+        _bump_trace(inputs.trace, inputs.last_ms, inputs.counts, k, t_ms, dyn.tau_mp_ms)
+        sources[0] = k
+        n_sources = 1
+        for index in range(n_layers):
+            width = state.neuron_start[index + 1] - state.neuron_start[index]
+            n_fired = 0
+            for s in range(n_sources):
+                if n_fired + width > fired.size:
+                    fired = _grow(fired, n_fired + width)
+                n_fired = _receive(
+                    state, index, sources[s], t_ms, kappas[index], dyn, rec, fired, n_fired
+                )
+            if n_fired == 0:
+                break
+            sources, fired = fired, sources
+            n_sources = n_fired
+    _traces_at(inputs.trace, inputs.last_ms, end_ms, dyn.tau_mp_ms)
+    _traces_at(state.trace, state.last_spike_ms, end_ms, dyn.tau_mp_ms)

@@ -1,0 +1,136 @@
+"""Slow, readable twins of the numba kernels; the tests check that both agree exactly.
+
+They follow the equations in ``spikeviz/engine/kernels.py`` step by step, one neuron-layer at a
+time with NumPy, and do the float32 arithmetic in the same order so the spikes match one for one.
+"""
+
+import math
+
+import numpy as np
+
+F32 = np.float32
+
+
+def poisson_events(image, duration_ms, rng, rate_hz=5000.0, permutation=None):
+    """Twin of ``spikeviz.encode._poisson_kernel``: same draws from ``rng``, in the same order."""
+    pixels = np.asarray(image, dtype=np.float64).reshape(-1)
+    if permutation is None:
+        permutation = np.arange(pixels.size)
+    cdf = np.cumsum(pixels)
+    n = rng.poisson(rate_hz * duration_ms / 1000.0)
+    arrivals = [rng.standard_exponential() for _ in range(n + 1)]
+    times = np.cumsum(arrivals)[:n] * (duration_ms / np.sum(arrivals))
+    channels = []
+    for _ in range(n):
+        pixel = np.searchsorted(cdf, rng.random() * cdf[-1], side="right")
+        channels.append(permutation[min(pixel, pixels.size - 1)])
+    return times, np.array(channels, dtype=np.int32)
+
+
+class NaiveLayer:
+    def __init__(self, weights, thresholds, floor):
+        self.w = np.array(weights, dtype=F32)  # (M, N), copied: the twin has its own network
+        self.th = np.array(thresholds, dtype=F32)
+        self.floor = F32(floor)
+        n = self.th.size
+        self.v = np.zeros(n, F32)
+        self.last_spike = np.full(n, -np.inf)
+        self.trace = np.zeros(n, F32)
+        self.counts = np.zeros(n, np.int32)
+        self.clock = 0.0
+
+
+def _add_spike(trace, last, counts, i, t, tau):
+    trace[i] = F32(float(trace[i]) * math.exp((last[i] - t) / tau) + 1.0)
+    last[i] = t
+    counts[i] += 1
+
+
+def simulate(weights, thresholds, floors, times, channels, end_ms, kappas, dyn, watch=()):
+    """Run one sample; return per-layer results, the input traces and every spike and potential.
+
+    ``dyn`` is a ``kernels.Dynamics``; ``watch`` lists (layer, neuron) pairs.
+    """
+    layers = [NaiveLayer(w, th, f) for w, th, f in zip(weights, thresholds, floors)]
+    n_inputs = layers[0].w.shape[0]
+    x_trace = np.zeros(n_inputs, F32)
+    x_last = np.full(n_inputs, -np.inf)
+    x_counts = np.zeros(n_inputs, np.int32)
+    spikes, potentials = [], []
+    for t, k in zip(times, channels):
+        _add_spike(x_trace, x_last, x_counts, k, t, dyn.tau_mp_ms)
+        sources = [k]
+        for index, layer in enumerate(layers):
+            fired = []
+            for source in sources:
+                fired += _receive(layer, index, source, t, kappas[index], dyn, spikes)
+                for w_index, (watch_layer, neuron) in enumerate(watch):
+                    if watch_layer == index:
+                        potentials.append((t, w_index, layer.peak[neuron], layer.v[neuron]))
+            if not fired:
+                break
+            sources = fired
+    for layer in layers:
+        layer.trace = _trace_at(layer.trace, layer.last_spike, end_ms, dyn.tau_mp_ms)
+    x_trace = _trace_at(x_trace, x_last, end_ms, dyn.tau_mp_ms)
+    return layers, (x_trace, x_counts), spikes, potentials
+
+
+def _trace_at(trace, last, end_ms, tau):
+    out = trace.copy()
+    for i in np.flatnonzero(trace):
+        out[i] = F32(float(trace[i]) * math.exp((last[i] - end_ms) / tau))
+    return out
+
+
+def _gain(layer, t, dyn):
+    """Refractory dynamic weight (1) of every neuron of the layer at time t."""
+    gain = np.ones(layer.th.size, F32)
+    if dyn.t_ref_ms > 0:
+        for i in range(gain.size):
+            dt = t - layer.last_spike[i]
+            if dt < dyn.t_ref_ms:
+                gain[i] = F32(min(1.0, dyn.w_dyn0 + (dt / dyn.t_ref_ms) ** 2))
+    return gain
+
+
+def _receive(layer, index, source, t, kappa, dyn, spikes):
+    """One event into one layer; returns the neurons that fired, in firing order."""
+    decay = F32(math.exp((layer.clock - t) / dyn.tau_mp_ms))
+    layer.clock = t
+    v = layer.v * decay + layer.w[source] * _gain(layer, t, dyn)  # decay, input (1)
+    layer.v = np.maximum(v, -layer.th)  # clip at -Vth
+    layer.peak = layer.v.copy()
+    ratio = layer.v / layer.th
+    candidates = sorted(np.flatnonzero(layer.v >= layer.th), key=lambda i: (-ratio[i], i))
+    fired = []
+    for i in candidates:
+        if layer.v[i] < layer.th[i]:  # inhibited by an earlier winner
+            continue
+        # reset (2), clipped to [-Vth, Vth]
+        layer.v[i] = min(max(layer.v[i] - F32(dyn.gamma) * layer.th[i], -layer.th[i]), layer.th[i])
+        if kappa != 0:  # WTA (4)
+            others = np.arange(layer.th.size) != i
+            inhibited = layer.v + F32(kappa) * layer.th
+            layer.v[others] = np.maximum(inhibited, -layer.th)[others]
+        _add_spike(layer.trace, layer.last_spike, layer.counts, i, t, dyn.tau_mp_ms)
+        spikes.append((t, index, i))
+        fired.append(i)
+    if dyn.rho > 0 and fired:
+        _regularize_thresholds(layer, fired, dyn)
+    return fired
+
+
+def _regularize_thresholds(layer, fired, dyn):
+    """Sec. 5.2: fired thresholds rise by rho*N, then all fall by rho*Nw, down to the floor."""
+    rise, fall = F32(dyn.rho * layer.th.size), F32(dyn.rho * len(fired))
+    for j in fired:
+        layer.th[j] += rise
+    for i in range(layer.th.size):
+        lowered = layer.th[i] - fall
+        if lowered < layer.floor:
+            layer.w[:, i] += F32(dyn.weight_boost) * min(fall, layer.floor - lowered)
+            layer.th[i] = layer.floor
+        else:
+            layer.th[i] = lowered
+        layer.v[i] = min(max(layer.v[i], -layer.th[i]), layer.th[i])
