@@ -19,7 +19,8 @@ def poisson_events(image, duration_ms, rng, rate_hz=5000.0, permutation=None):
     cdf = np.cumsum(pixels)
     n = rng.poisson(rate_hz * duration_ms / 1000.0)
     arrivals = [rng.standard_exponential() for _ in range(n + 1)]
-    times = np.cumsum(arrivals)[:n] * (duration_ms / np.sum(arrivals))
+    running = np.cumsum(arrivals)  # a running total, as the kernel adds them
+    times = running[:n] * (duration_ms / running[-1])
     channels = []
     for _ in range(n):
         pixel = np.searchsorted(cdf, rng.random() * cdf[-1], side="right")
