@@ -29,11 +29,12 @@ def poisson_events(image, duration_ms, rng, rate_hz=5000.0, permutation=None):
 
 
 class NaiveLayer:
-    def __init__(self, weights, thresholds, floor):
-        self.w = np.array(weights, dtype=F32)  # (M, N), copied: the twin has its own network
+    def __init__(self, weights, thresholds, floor, scale=None):
+        self.w = np.array(weights, dtype=F32)  # (M, N) stored, copied: the twin has its own network
         self.th = np.array(thresholds, dtype=F32)
         self.floor = F32(floor)
         n = self.th.size
+        self.scale = np.ones(n, F32) if scale is None else np.array(scale, dtype=F32)
         self.v = np.zeros(n, F32)
         self.last_spike = np.full(n, -np.inf)
         self.trace = np.zeros(n, F32)
@@ -47,12 +48,15 @@ def _add_spike(trace, last, counts, i, t, tau):
     counts[i] += 1
 
 
-def simulate(weights, thresholds, floors, times, channels, end_ms, kappas, dyn, watch=()):
+def simulate(weights, thresholds, floors, times, channels, end_ms, kappas, dyn, watch=(),
+             scales=None):
     """Run one sample; return per-layer results, the input traces and every spike and potential.
 
-    ``dyn`` is a ``kernels.Dynamics``; ``watch`` lists (layer, neuron) pairs.
+    ``dyn`` is a ``kernels.Dynamics``; ``watch`` lists (layer, neuron) pairs; ``scales`` the
+    per-neuron weight scale of each layer (real weight = stored weight * scale), 1 if None.
     """
-    layers = [NaiveLayer(w, th, f) for w, th, f in zip(weights, thresholds, floors)]
+    scales = scales or [None] * len(weights)
+    layers = [NaiveLayer(*args) for args in zip(weights, thresholds, floors, scales)]
     n_inputs = layers[0].w.shape[0]
     x_trace = np.zeros(n_inputs, F32)
     x_last = np.full(n_inputs, -np.inf)
@@ -85,13 +89,13 @@ def _trace_at(trace, last, end_ms, tau):
 
 
 def _gain(layer, t, dyn):
-    """Refractory dynamic weight (1) of every neuron of the layer at time t."""
-    gain = np.ones(layer.th.size, F32)
+    """Weight scale times the refractory dynamic weight (1) of every neuron at time t."""
+    gain = layer.scale.copy()
     if dyn.t_ref_ms > 0:
         for i in range(gain.size):
             dt = t - layer.last_spike[i]
             if dt < dyn.t_ref_ms:
-                gain[i] = F32(min(1.0, dyn.w_dyn0 + (dt / dyn.t_ref_ms) ** 2))
+                gain[i] = layer.scale[i] * F32(min(1.0, dyn.w_dyn0 + (dt / dyn.t_ref_ms) ** 2))
     return gain
 
 
@@ -130,7 +134,7 @@ def _regularize_thresholds(layer, fired, dyn):
     for i in range(layer.th.size):
         lowered = layer.th[i] - fall
         if lowered < layer.floor:
-            layer.w[:, i] += F32(dyn.weight_boost) * min(fall, layer.floor - lowered)
+            layer.w[:, i] += F32(dyn.weight_boost) * min(fall, layer.floor - lowered) / layer.scale[i]
             layer.th[i] = layer.floor
         else:
             layer.th[i] = lowered

@@ -52,7 +52,11 @@ class State(NamedTuple):
     neuron_start: np.ndarray  # (L + 1,) int64
     thresholds: np.ndarray  # (sum N_l,) float32, Vth
     potentials: np.ndarray  # (sum N_l,) float32, V
-    gain: np.ndarray  # (sum N_l,) float32, refractory dynamic weight w_dyn (1 when recovered)
+    gain: np.ndarray  # (sum N_l,) float32, scale * refractory dynamic weight w_dyn
+    scale: np.ndarray  # (sum N_l,) float32, real weights = stored weights * scale (1 outside
+    #                    training; the weight regularization shrinks it, see train.backprop)
+    sum_sq: np.ndarray  # (sum N_l,) float64, sum of the squared stored weights of each neuron
+    col_sum: np.ndarray  # (sum N_l,) float64, sum of the stored weights of each neuron
     last_spike_ms: np.ndarray  # (sum N_l,) float64, t_out; -inf before the first spike
     trace: np.ndarray  # (sum N_l,) float32, a_i at last_spike_ms; at the end time after readout
     counts: np.ndarray  # (sum N_l,) int32, output spikes in this sample
@@ -109,7 +113,7 @@ def reset_state(inputs, state, rec):
     inputs.trace[:] = 0.0
     inputs.counts[:] = 0
     state.potentials[:] = 0.0
-    state.gain[:] = 1.0
+    state.gain[:] = state.scale
     state.last_spike_ms[:] = -np.inf
     state.trace[:] = 0.0
     state.counts[:] = 0
@@ -135,7 +139,7 @@ def _traces_at(trace, last_ms, end_ms, tau_mp_ms):
 
 
 @jit
-def _refresh_gains(refractory, n_refractory, last_spike_ms, gain, t_ms, t_ref_ms, w_dyn0):
+def _refresh_gains(refractory, n_refractory, last_spike_ms, gain, scale, t_ms, t_ref_ms, w_dyn0):
     """Update w_dyn of a layer's refractory neurons; drop those that have recovered.
 
     Returns the new number of refractory neurons (listed first in ``refractory``).
@@ -146,11 +150,11 @@ def _refresh_gains(refractory, n_refractory, last_spike_ms, gain, t_ms, t_ref_ms
         i = refractory[j]
         dt = t_ms - last_spike_ms[i]
         if dt >= t_ref_ms:
-            gain[i] = 1.0
+            gain[i] = scale[i]
             n -= 1
             refractory[j] = refractory[n]
         else:
-            gain[i] = min(1.0, w_dyn0 + (dt / t_ref_ms) ** 2)
+            gain[i] = scale[i] * np.float32(min(1.0, w_dyn0 + (dt / t_ref_ms) ** 2))
             j += 1
     return n
 
@@ -201,10 +205,12 @@ def _inhibit_others(potentials, thresholds, winner, kappa):
 
 
 @jit
-def _regularize_thresholds(weights, potentials, thresholds, floor, fired, rho, weight_boost):
+def _regularize_thresholds(weights, potentials, thresholds, scale, sum_sq, col_sum, floor, fired,
+                           rho, weight_boost):
     """Threshold regularization (Sec. 5.2) after the neurons ``fired`` fired on one event.
 
-    ``weights`` is the layer's (M, N) matrix.
+    ``weights`` is the layer's (M, N) matrix of stored weights; the real increment is divided by
+    the neuron's scale, and the tracked sums follow.
     """
     th, v = thresholds, potentials
     rise = np.float32(rho * th.size)
@@ -215,10 +221,13 @@ def _regularize_thresholds(weights, potentials, thresholds, floor, fired, rho, w
         lowered = th[i] - fall
         if lowered < floor:
             # The threshold stays at its floor; the weights take the blocked decrease instead.
-            boost = np.float32(weight_boost) * min(fall, floor - lowered)
+            boost = np.float32(weight_boost) * min(fall, floor - lowered) / scale[i]
             th[i] = floor
             for k in range(weights.shape[0]):
                 weights[k, i] += boost
+            m = weights.shape[0]
+            sum_sq[i] += 2.0 * float(boost) * col_sum[i] + m * float(boost) ** 2
+            col_sum[i] += m * float(boost)
         else:
             th[i] = lowered
         v[i] = min(max(v[i], -th[i]), th[i])
@@ -279,7 +288,7 @@ def _fire(state, layer_index, t_ms, kappa, dyn, rec, fired, n_fired):
             _inhibit_others(v, th, i, kappa32)
         _bump_trace(state.trace[lo:hi], last_ms, state.counts[lo:hi], i, t_ms, dyn.tau_mp_ms)
         if dyn.t_ref_ms > 0.0:
-            gain[i] = min(1.0, dyn.w_dyn0)
+            gain[i] = state.scale[lo + i] * np.float32(min(1.0, dyn.w_dyn0))
             n_refr = state.n_refractory[layer_index]
             if i not in refractory[:n_refr]:
                 refractory[n_refr] = i
@@ -291,8 +300,9 @@ def _fire(state, layer_index, t_ms, kappa, dyn, rec, fired, n_fired):
         n_inputs = (state.weight_start[layer_index + 1] - state.weight_start[layer_index]) // (hi - lo)
         weights = state.weights[state.weight_start[layer_index]:state.weight_start[layer_index + 1]]
         _regularize_thresholds(
-            weights.reshape((n_inputs, hi - lo)), v, th, state.floor[layer_index],
-            fired[first:n_fired], dyn.rho, dyn.weight_boost,
+            weights.reshape((n_inputs, hi - lo)), v, th, state.scale[lo:hi], state.sum_sq[lo:hi],
+            state.col_sum[lo:hi], state.floor[layer_index], fired[first:n_fired], dyn.rho,
+            dyn.weight_boost,
         )
     return n_fired
 
@@ -307,7 +317,7 @@ def _receive(state, layer_index, source, t_ms, kappa, dyn, rec, fired, n_fired):
     if state.n_refractory[layer_index] > 0:
         state.n_refractory[layer_index] = _refresh_gains(
             state.refractory[lo:hi], state.n_refractory[layer_index], state.last_spike_ms[lo:hi],
-            gain, t_ms, dyn.t_ref_ms, dyn.w_dyn0,
+            gain, state.scale[lo:hi], t_ms, dyn.t_ref_ms, dyn.w_dyn0,
         )
     row = state.weight_start[layer_index] + source * (hi - lo)
     crossed = _integrate(state.weights[row:row + hi - lo], v, th, gain, decay)

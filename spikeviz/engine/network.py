@@ -241,6 +241,9 @@ def _state(network):
         thresholds=network.flat_thresholds,
         potentials=np.zeros(n, FLOAT),
         gain=np.ones(n, FLOAT),
+        scale=np.ones(n, FLOAT),
+        sum_sq=_per_neuron_sums(network, squared=True),
+        col_sum=_per_neuron_sums(network, squared=False),
         last_spike_ms=np.full(n, -np.inf),
         trace=np.zeros(n, FLOAT),
         counts=np.zeros(n, np.int32),
@@ -249,6 +252,13 @@ def _state(network):
         n_refractory=np.zeros(n_layers, np.int64),
         clock_ms=np.zeros(n_layers),
         floor=np.zeros(n_layers, FLOAT),
+    )
+
+
+def _per_neuron_sums(network, squared):
+    """Sum over its inputs of each neuron's (squared) weights, float64, all layers."""
+    return np.concatenate(
+        [np.sum(w.astype(np.float64) ** (2 if squared else 1), axis=0) for w in network.weights]
     )
 
 

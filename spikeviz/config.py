@@ -1,0 +1,169 @@
+"""Every setting of a run in one ``param.Parameterized`` object, with bounds and docs.
+
+The same object serves the CLI (``--name value``), JSON config files, sweeps and the app's
+widgets; the names are stable.  A training loop never reads the live object in its hot path: it
+takes a :meth:`Config.snapshot` (an immutable copy) at each sample boundary, so a value changed
+by a widget takes effect at the next sample and a group of changes is never seen half-applied.
+"""
+
+import json
+import math
+from pathlib import Path
+from types import MappingProxyType
+
+import param
+
+from spikeviz.errors import ConfigError
+
+KAPPA_BOUNDS = (-1.0, 0.0)
+_KAPPA_DOC = "lateral inhibition strength of the WTA circuit, in [-1, 0); 0 = no WTA"
+
+
+class Config(param.Parameterized):
+    """Settings of a spikeviz run: network, neuron dynamics, encoding, training, regularization."""
+
+    # --- network ---
+    hidden = param.List([800], item_type=int, doc="hidden layer sizes, e.g. [800] or [500, 500]")
+    kappa_hidden = param.Number(-0.4, bounds=KAPPA_BOUNDS, doc=_KAPPA_DOC + " (first hidden layer)")
+    kappa_deeper = param.List(
+        [], item_type=float, doc="kappa of the 2nd, 3rd ... hidden layers (0 = no WTA, the paper's best)"
+    )
+    kappa_output = param.Number(-1.0, bounds=KAPPA_BOUNDS, doc=_KAPPA_DOC + " (output layer)")
+    alpha = param.Number(3.0, bounds=(0.5, 20.0), doc="initial threshold = alpha * sqrt(3/M), eq. (9)")
+
+    # --- neuron dynamics ---
+    tau_mp_ms = param.Number(20.0, bounds=(0.1, 10_000.0), doc="membrane time constant (ms)")
+    t_ref_ms = param.Number(1.0, bounds=(0.0, 100.0), doc="refractory period (ms); 0 disables it")
+    w_dyn0 = param.Number(0.0, bounds=(0.0, 1.0), doc="dynamic weight right after a spike")
+    gamma = param.Number(1.0, bounds=(0.1, 10.0), doc="reset factor: V -= gamma * Vth on a spike")
+
+    # --- input encoding ---
+    rate_hz = param.Number(5000.0, bounds=(1.0, 1e6), doc="total input events per second per image")
+    train_duration_ms = param.Number(50.0, bounds=(1.0, 60_000.0), doc="presentation in training (ms)")
+    test_duration_ms = param.Number(1000.0, bounds=(1.0, 60_000.0), doc="presentation in testing (ms)")
+    first_epoch_duration_ms = param.Number(
+        None, allow_None=True, bounds=(1.0, 60_000.0),
+        doc="presentation in the first epoch (ms); None: 200 for 2+ hidden layers, else as later epochs",
+    )
+
+    # --- training ---
+    optimizer = param.Selector(default="sgd", objects=["sgd", "adam"], doc="SGD or ADAM")
+    eta_w = param.Number(0.002, bounds=(0.0, 1.0), doc="weight learning rate, eq. (12)")
+    eta_th = param.Number(
+        None, allow_None=True, bounds=(0.0, 1.0),
+        doc="threshold learning rate; None: 0.1 * eta_w for SGD, eta_w for ADAM",
+    )
+    sigma = param.Number(0.5, bounds=(0.0, 1.0), doc="expected efficacy of lateral inhibition, eq. (5)")
+    lr_decay_epochs = param.Number(
+        35.0, bounds=(1.0, None), doc="learning rates and rho decay by exp(-1/lr_decay_epochs) per epoch"
+    )
+    trace = param.Selector(
+        default="decayed", objects=["decayed", "counts"],
+        doc="x and a in the gradients: traces (3) at the end of the presentation, or spike counts",
+    )
+    output_error = param.Selector(
+        default="all", objects=["all", "active"],
+        doc="output neurons that take part in the error: all 10, or only those that fired",
+    )
+    adam_update = param.Selector(
+        default="lazy", objects=["lazy", "dense"],
+        doc="ADAM moments update for the parameters used in the sample (lazy) or for all (dense)",
+    )
+    adam_beta1 = param.Number(0.9, bounds=(0.0, 0.99999))
+    adam_beta2 = param.Number(0.999, bounds=(0.0, 0.9999999))
+    adam_eps = param.Number(1e-8, bounds=(0.0, 1.0))
+
+    # --- regularization ---
+    lam = param.Number(0.002, bounds=(0.0, 1.0), doc="lambda of the weight regularization (13)")
+    beta = param.Number(10.0, bounds=(0.0, 100.0), doc="beta of the weight regularization (13)")
+    rho = param.Number(1e-5, bounds=(0.0, 0.01), doc="threshold regularization step (Sec. 5.2)")
+    floor_fraction = param.Number(
+        0.5, bounds=(0.0, 1.0), doc="threshold floor as a fraction of the initial threshold"
+    )
+    weight_boost = param.Number(
+        1.0, bounds=(0.0, 100.0), doc="weight increment per unit of threshold decrease blocked at the floor"
+    )
+
+    # --- run ---
+    epochs = param.Integer(1, bounds=(1, None), doc="passes over the training set")
+    train_samples = param.Integer(None, allow_None=True, bounds=(1, None), doc="training subset; None: all")
+    test_samples = param.Integer(None, allow_None=True, bounds=(1, None), doc="test subset; None: all")
+    seed = param.Integer(0, bounds=(0, None), doc="seed of weights, sample order and input events")
+    permute_pixels = param.Boolean(False, doc="feed pixels through a fixed random permutation (PI-MNIST)")
+
+    # --- helpers ---
+    def kappas(self):
+        """Lateral inhibition of every layer, first hidden to output."""
+        deeper = list(self.kappa_deeper) + [0.0] * (len(self.hidden) - 1 - len(self.kappa_deeper))
+        return [self.kappa_hidden, *deeper[: len(self.hidden) - 1], self.kappa_output]
+
+    def learning_rates(self, epoch):
+        """(eta_w, eta_th, rho) in ``epoch`` (0-based), after the per-epoch decay."""
+        decay = math.exp(-epoch / self.lr_decay_epochs)
+        eta_th = self.eta_th
+        if eta_th is None:
+            eta_th = self.eta_w if self.optimizer == "adam" else 0.1 * self.eta_w
+        return self.eta_w * decay, eta_th * decay, self.rho * decay
+
+    def duration_ms(self, epoch):
+        """Training presentation length in ``epoch`` (0-based)."""
+        if epoch == 0:
+            if self.first_epoch_duration_ms is not None:
+                return self.first_epoch_duration_ms
+            if len(self.hidden) >= 2:
+                return 200.0
+        return self.train_duration_ms
+
+    def snapshot(self):
+        """An immutable copy of every value, read once per sample by a training loop."""
+        return MappingProxyType(self.to_dict())
+
+    def to_dict(self):
+        return {name: _plain(getattr(self, name)) for name in self.param if name != "name"}
+
+    def save(self, path):
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, values, source="config"):
+        """A Config from a mapping; unknown keys and out-of-range values are errors."""
+        known = set(cls.param) - {"name"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown setting(s) {unknown}; known settings are {sorted(known)}"
+            )
+        config = cls()
+        config.update_from(values, source)
+        return config
+
+    @classmethod
+    def load(cls, path):
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ConfigError(f"{path}: cannot read the JSON config ({error})") from error
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: a config is a JSON object of name: value pairs")
+        return cls.from_dict(values, source=str(path))
+
+    def update_from(self, values, source="config"):
+        """Set several values at once, with an error that names the setting and its range."""
+        try:
+            self.param.update(**values)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"{source}: {error}") from error
+        self.check()
+
+    def check(self):
+        """Checks that span several settings."""
+        if not self.hidden or min(self.hidden) < 1:
+            raise ConfigError(f"hidden must list positive layer sizes, got {self.hidden}")
+        for kappa in self.kappa_deeper:
+            if not KAPPA_BOUNDS[0] <= kappa <= KAPPA_BOUNDS[1]:
+                raise ConfigError(f"kappa_deeper value {kappa} is outside [-1, 0] (0 = no WTA)")
+
+
+def _plain(value):
+    return list(value) if isinstance(value, list) else value

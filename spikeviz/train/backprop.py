@@ -1,0 +1,324 @@
+"""Backpropagation on spike events (Sec. 4 and 5 of the paper), one sample at a time.
+
+After the forward pass (``spikeviz.engine.kernels.run_sample``) has left spike counts and
+end-of-presentation traces in the state, :func:`train_step` computes the output error, propagates
+it down with error normalization (11) and the WTA correction (8), and applies the updates (12)
+with SGD or ADAM, then the exponential weight regularization (13).  Decisions from METHOD.md:
+
+- output a_i = n_i / max_j n_j (all zeros when no output neuron fired); all output neurons take
+  part in the error (``all_outputs``), silent ones with a = 0;
+- x and a in the gradients are the traces (3) at the end of the presentation, or the spike
+  counts (``use_counts``);
+- through a WTA layer l+1 with n participating neurons, the effective weights are
+  gamma/(gamma + kappa sigma) * (w_ji + kappa sigma Vth_j / (gamma - kappa sigma (n-1)) * S_i),
+  S_i = sum_j' w_j'i / Vth_j';
+- ADAM receives the (12) increments divided by the learning rate as its gradients;
+- the weight regularization multiplies a hidden neuron's weights by exp(-r_i),
+  r_i = eta_w lambda beta exp(beta (S_i - 1)), S_i = sum_j w_ij^2.  It is applied to every hidden
+  neuron every sample through a per-neuron ``scale`` (real weight = stored weight * scale), so
+  it costs O(N) instead of O(M N); the sums of squares are tracked incrementally in float64.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from spikeviz._jit import jit
+
+
+class Hyper(NamedTuple):
+    """Scalar settings of one training step, read from the config at the sample boundary."""
+
+    eta_w: float
+    eta_th: float
+    sigma: float
+    gamma: float
+    lam: float
+    beta: float
+    use_counts: bool  # gradients from spike counts instead of decayed traces
+    all_outputs: bool  # every output neuron takes part in the error
+    adam: bool
+    adam_dense: bool  # ADAM moments of every parameter decay each sample (else only used ones)
+    beta1: float
+    beta2: float
+    eps: float
+
+
+class Adam(NamedTuple):
+    """ADAM moments of every weight and threshold (empty arrays for SGD)."""
+
+    m_w: np.ndarray  # (W,) float32, like State.weights
+    v_w: np.ndarray
+    m_th: np.ndarray  # (sum N,) float32, like State.thresholds
+    v_th: np.ndarray
+    step: np.ndarray  # (1,) int64, samples seen by ADAM
+
+
+class Scratch(NamedTuple):
+    delta: np.ndarray  # (sum N,) float64, error of each neuron; 0 for those not taking part
+    takes_part: np.ndarray  # (sum N,) bool
+    active: np.ndarray  # (max(M_0, N),) int64, indices of the active inputs of a layer
+    part: np.ndarray  # (max N,) int64, layer-local indices of the neurons with an error
+    grad_w: np.ndarray  # (W,) float64 for dense ADAM, else empty
+    grad_th: np.ndarray  # (sum N,) float64 for dense ADAM, else empty
+
+
+@jit
+def output_error(state, label, all_outputs, delta, takes_part):
+    """Output a = n / max n, loss 1/2 ||a - y||^2, normalized error (11) of the output layer.
+
+    Returns (loss, predicted label or -1 when no output fired or the maximum is tied).
+    """
+    lo, hi = state.neuron_start[-2], state.neuron_start[-1]
+    counts = state.counts[lo:hi]
+    most = counts.max()
+    predicted = np.argmax(counts) if most > 0 and np.sum(counts == most) == 1 else -1
+    loss = 0.0
+    g_sq_sum, n_part = 0.0, 0
+    for i in range(hi - lo):
+        a = counts[i] / most if most > 0 else 0.0
+        e = a - (1.0 if i == label else 0.0)
+        loss += 0.5 * e * e
+        takes_part[lo + i] = all_outputs or counts[i] > 0
+        delta[lo + i] = e if takes_part[lo + i] else 0.0
+        if takes_part[lo + i]:
+            g_sq_sum += 1.0 / float(state.thresholds[lo + i]) ** 2
+            n_part += 1
+    if n_part > 0:
+        g_bar = math.sqrt(g_sq_sum / n_part)
+        for i in range(lo, hi):
+            delta[i] *= (1.0 / float(state.thresholds[i])) / g_bar
+    return loss, predicted
+
+
+@jit
+def backpropagate(state, layer, kappa, hyper, delta, takes_part):
+    """Errors of layer ``layer`` from those of layer + 1, by (11) with the WTA correction (8)."""
+    lo, hi = state.neuron_start[layer], state.neuron_start[layer + 1]
+    up_lo, up_hi = hi, state.neuron_start[layer + 2]
+    n_up = up_hi - up_lo
+    w = state.weights[state.weight_start[layer + 1]:state.weight_start[layer + 2]]
+    w = w.reshape((hi - lo, n_up))  # row i: fan-out of neuron i of this layer
+    th_up, scale_up = state.thresholds[up_lo:up_hi], state.scale[up_lo:up_hi]
+    part_up = takes_part[up_lo:up_hi]
+    delta_up = delta[up_lo:up_hi]
+    n_part_up = np.sum(part_up)
+    wta = kappa != 0.0 and n_part_up > 0
+    if wta:
+        ks = kappa * hyper.sigma
+        c1 = hyper.gamma / (hyper.gamma + ks)
+        c2 = ks / (hyper.gamma - ks * (n_part_up - 1))
+        th_delta = 0.0
+        for j in range(n_up):
+            if part_up[j]:
+                th_delta += float(th_up[j]) * delta_up[j]
+    n_active = 0
+    g_sq_sum = 0.0
+    for i in range(hi - lo):
+        takes_part[lo + i] = state.counts[lo + i] > 0
+        if takes_part[lo + i]:
+            n_active += 1
+            g_sq_sum += 1.0 / float(state.thresholds[lo + i]) ** 2
+    if n_active == 0:
+        return
+    g_bar = math.sqrt(g_sq_sum / n_active)
+    fan_ratio = math.sqrt((hi - lo) / n_active)  # sqrt(M^(l+1) / m^(l+1)) in (11)
+    for i in range(hi - lo):
+        if not takes_part[lo + i]:
+            delta[lo + i] = 0.0
+            continue
+        back, s_i = 0.0, 0.0
+        for j in range(n_up):
+            if part_up[j]:
+                w_ij = float(w[i, j]) * float(scale_up[j])
+                back += w_ij * delta_up[j]
+                s_i += w_ij / float(th_up[j])
+        if wta:
+            back = c1 * (back + c2 * s_i * th_delta)
+        g_i = 1.0 / float(state.thresholds[lo + i])
+        delta[lo + i] = (g_i / g_bar) * fan_ratio * back
+
+
+@jit(inline="always")  # called per weight: no call overhead
+def _activity(trace, counts, use_counts, i):
+    """x or a in the gradients: the decayed trace (3) or the spike count."""
+    return float(counts[i]) if use_counts else float(trace[i])
+
+
+@jit(inline="always")  # called per weight: no call overhead
+def _adam_direction(m, v, k, grad, beta1, beta2, eps, t):
+    """Update the moments of parameter k with ``grad``; the ADAM direction m_hat/(sqrt(v_hat)+eps)."""
+    m[k] = beta1 * m[k] + (1.0 - beta1) * grad
+    v[k] = beta2 * v[k] + (1.0 - beta2) * grad * grad
+    m_hat = m[k] / (1.0 - beta1 ** t)
+    v_hat = v[k] / (1.0 - beta2 ** t)
+    return m_hat / (math.sqrt(v_hat) + eps)
+
+
+@jit(inline="always")  # called per weight: no call overhead
+def _add_to_weight(weights, scale, sum_sq, col_sum, k, neuron, step):
+    """Add ``step`` to the real weight k of ``neuron``, tracking its sums of stored weights."""
+    old = weights[k]
+    new = np.float32(old + step / scale[neuron])
+    weights[k] = new
+    sum_sq[neuron] += float(new) * float(new) - float(old) * float(old)
+    col_sum[neuron] += float(new) - float(old)
+
+
+@jit
+def _participants(takes_part, delta, lo, hi, out):
+    """Layer-local indices of the neurons with a non-zero error; returns how many."""
+    n = 0
+    for i in range(hi - lo):
+        if takes_part[lo + i] and delta[lo + i] != 0.0:
+            out[n] = i
+            n += 1
+    return n
+
+
+@jit
+def _active_inputs(counts, out):
+    """Indices of the inputs that received at least one event; returns how many."""
+    m = 0
+    for j in range(counts.size):
+        if counts[j] > 0:
+            out[m] = j
+            m += 1
+    return m
+
+
+@jit
+def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
+    """Updates (12) of one layer's weights and thresholds from its errors.
+
+    The state's arrays are taken out of their tuples once, before the loops: extracting them
+    per weight costs a reference-count round trip each time.
+    """
+    lo, hi = state.neuron_start[layer], state.neuron_start[layer + 1]
+    n = hi - lo
+    if layer == 0:
+        x_trace, x_counts = inputs.trace, inputs.counts
+    else:
+        x_trace = state.trace[state.neuron_start[layer - 1]:lo]
+        x_counts = state.counts[state.neuron_start[layer - 1]:lo]
+    fan_in = x_counts.size
+    active, part = scratch.active, scratch.part
+    m = _active_inputs(x_counts, active)
+    n_part = _participants(scratch.takes_part, scratch.delta, lo, hi, part)
+    if m == 0 or n_part == 0:
+        return
+    delta = scratch.delta[lo:hi]
+    weights, scale = state.weights, state.scale
+    sum_sq, col_sum = state.sum_sq, state.col_sum
+    m_w, v_w, grad_w = adam.m_w, adam.v_w, scratch.grad_w
+    b1, b2, eps, t = hyper.beta1, hyper.beta2, hyper.eps, adam.step[0]
+    eta_w, use_counts = hyper.eta_w, hyper.use_counts
+    lazy_adam = hyper.adam and not hyper.adam_dense
+    # Weights: dW_ij = -eta_w sqrt(N/m) delta_i x_j over the active inputs j; ``grad`` is the
+    # increment divided by -eta_w (what ADAM receives).
+    w_factor = math.sqrt(n / m)
+    for a in range(m):
+        j = active[a]
+        x_j = _activity(x_trace, x_counts, use_counts, j)
+        row = state.weight_start[layer] + j * n
+        for p in range(n_part):
+            i = part[p]
+            grad = w_factor * delta[i] * x_j
+            if hyper.adam_dense and hyper.adam:
+                grad_w[row + i] += grad  # applied to every weight in dense_adam()
+                continue
+            direction = _adam_direction(m_w, v_w, row + i, grad, b1, b2, eps, t) if lazy_adam else grad
+            _add_to_weight(weights, scale, sum_sq, col_sum, row + i, lo + i, -eta_w * direction)
+    # Thresholds: dVth_i = +eta_th sqrt(N/(m M)) delta_i a_hat_i,
+    # a_hat_i = gamma a_i - sigma sum_{j != i} kappa a_j.
+    a_trace, a_counts = state.trace[lo:hi], state.counts[lo:hi]
+    total_a = 0.0
+    for i in range(n):
+        total_a += _activity(a_trace, a_counts, use_counts, i)
+    th_factor = math.sqrt(n / (m * fan_in))
+    thresholds = state.thresholds
+    for p in range(n_part):
+        i = part[p]
+        a_i = _activity(a_trace, a_counts, use_counts, i)
+        a_hat = hyper.gamma * a_i - hyper.sigma * kappa * (total_a - a_i)
+        grad = -th_factor * delta[i] * a_hat
+        if hyper.adam and hyper.adam_dense:
+            scratch.grad_th[lo + i] += grad
+            continue
+        if lazy_adam:
+            grad = _adam_direction(adam.m_th, adam.v_th, lo + i, grad, b1, b2, eps, t)
+        thresholds[lo + i] = max(thresholds[lo + i] - hyper.eta_th * grad, floor)
+
+
+@jit
+def regularize_weights(state, layer, eta_w, lam, beta):
+    """Exponential weight regularization (13) of a hidden layer; returns its loss term."""
+    loss = 0.0
+    for i in range(state.neuron_start[layer], state.neuron_start[layer + 1]):
+        s = float(state.scale[i]) ** 2 * state.sum_sq[i]
+        growth = math.exp(beta * (s - 1.0))
+        loss += 0.5 * lam * growth
+        state.scale[i] = np.float32(state.scale[i] * math.exp(-eta_w * lam * beta * growth))
+    return loss
+
+
+@jit
+def dense_adam(state, adam, hyper, scratch, floors):
+    """Dense ADAM: every parameter's moments see this sample's gradient (0 if it took no part)."""
+    t = adam.step[0]
+    for layer in range(state.neuron_start.size - 1):
+        lo, hi = state.neuron_start[layer], state.neuron_start[layer + 1]
+        for k in range(state.weight_start[layer], state.weight_start[layer + 1]):
+            neuron = lo + (k - state.weight_start[layer]) % (hi - lo)
+            direction = _adam_direction(adam.m_w, adam.v_w, k, scratch.grad_w[k], hyper.beta1,
+                                        hyper.beta2, hyper.eps, t)
+            _add_to_weight(state.weights, state.scale, state.sum_sq, state.col_sum, k, neuron,
+                           -hyper.eta_w * direction)
+            scratch.grad_w[k] = 0.0
+        for i in range(lo, hi):
+            direction = _adam_direction(adam.m_th, adam.v_th, i, scratch.grad_th[i], hyper.beta1,
+                                        hyper.beta2, hyper.eps, t)
+            state.thresholds[i] = max(state.thresholds[i] - hyper.eta_th * direction, floors[layer])
+            scratch.grad_th[i] = 0.0
+
+
+@jit
+def train_step(state, inputs, label, kappas, floors, hyper, adam, scratch):
+    """Backward pass and updates for one sample whose forward pass has just run.
+
+    Returns (loss, predicted label or -1).
+    """
+    n_layers = state.neuron_start.size - 1
+    loss, predicted = output_error(state, label, hyper.all_outputs, scratch.delta,
+                                   scratch.takes_part)
+    for layer in range(n_layers - 2, -1, -1):
+        backpropagate(state, layer, kappas[layer + 1], hyper, scratch.delta, scratch.takes_part)
+    if hyper.adam:
+        adam.step[0] += 1
+    for layer in range(n_layers):
+        update_layer(state, inputs, layer, kappas[layer], hyper, adam, scratch, floors[layer])
+    if hyper.adam and hyper.adam_dense:
+        dense_adam(state, adam, hyper, scratch, floors)
+    for layer in range(n_layers - 1):
+        loss += regularize_weights(state, layer, hyper.eta_w, hyper.lam, hyper.beta)
+    return loss, predicted
+
+
+@jit
+def fold_scale(state):
+    """Fold every neuron's scale into its stored weights and recompute the tracked sums exactly."""
+    for layer in range(state.neuron_start.size - 1):
+        lo, hi = state.neuron_start[layer], state.neuron_start[layer + 1]
+        n = hi - lo
+        w = state.weights[state.weight_start[layer]:state.weight_start[layer + 1]]
+        w = w.reshape((w.size // n, n))
+        state.sum_sq[lo:hi] = 0.0
+        state.col_sum[lo:hi] = 0.0
+        for k in range(w.shape[0]):
+            for i in range(n):
+                value = w[k, i] * state.scale[lo + i]
+                w[k, i] = value
+                state.sum_sq[lo + i] += float(value) * float(value)
+                state.col_sum[lo + i] += float(value)
+        state.scale[lo:hi] = 1.0
