@@ -1,13 +1,18 @@
 """The ``spikeviz`` command line.
 
+    spikeviz train --out DIR [--resume] [--config FILE] [--hidden 800] [--epochs N] [--name value]
+    spikeviz evaluate CHECKPOINT [--test-samples N]
     spikeviz data [--data-dir DIR] [--bundled] [--no-download]   where the data comes from
     spikeviz infer [--samples N] [--duration-ms MS] ...          forward pass of a fresh network
 """
 
 import argparse
+import json
 import logging
+import signal
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -66,11 +71,217 @@ def cmd_infer(args):
           f"{counts.sum(1).mean():.1f} output spikes per sample (untrained network)")
 
 
+def _config_options(parser):
+    """One option per Config setting, spelled --name-with-dashes or --name_with_underscores."""
+    from spikeviz.config import Config
+
+    group = parser.add_argument_group("settings (see spikeviz/config.py; default: the config file, "
+                                      "else the built-in defaults)")
+    for name, spec in Config.param.objects("existing").items():
+        if name in ("name", "hidden", "kappa_deeper"):
+            continue
+        flags = sorted({f"--{name.replace('_', '-')}", f"--{name}"})
+        kind = type(spec).__name__
+        if kind == "Boolean":
+            group.add_argument(*flags, dest=name, type=_boolean, default=argparse.SUPPRESS,
+                               metavar="{true,false}", help=spec.doc)
+        elif kind == "Selector":
+            group.add_argument(*flags, dest=name, choices=spec.objects, default=argparse.SUPPRESS,
+                               help=spec.doc)
+        else:
+            convert = int if kind == "Integer" else float
+            group.add_argument(*flags, dest=name, type=_optional(convert),
+                               default=argparse.SUPPRESS, help=spec.doc)
+    group.add_argument("--hidden", type=_int_list, default=argparse.SUPPRESS,
+                       help="hidden layer sizes: 800, or 500,500")
+    group.add_argument("--wta", type=_float_list, default=argparse.SUPPRESS,
+                       help="kappa of each hidden layer, e.g. -0.4,0 (the first is kappa_hidden)")
+
+
+def _boolean(text):
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _optional(convert):
+    def parse(text):
+        return None if text.lower() == "none" else convert(text)
+    parse.__name__ = convert.__name__
+    return parse
+
+
+def _int_list(text):
+    return [int(v) for v in text.split(",")]
+
+
+def _float_list(text):
+    return [float(v) for v in text.split(",")]
+
+
+def _overrides(args):
+    from spikeviz.config import Config
+
+    names = set(Config.param) - {"name"}
+    values = {name: value for name, value in vars(args).items() if name in names}
+    if "wta" in vars(args):
+        values["kappa_hidden"], *values["kappa_deeper"] = args.wta
+    return values
+
+
+def _make_config(args):
+    from spikeviz.config import Config
+
+    config = Config.load(args.config) if args.config else Config()
+    config.update_from(_overrides(args), source="command line")
+    return config
+
+
+def cmd_train(args):
+    from spikeviz.config import Config
+    from spikeviz.train.trainer import DivergenceError, Trainer
+
+    if args.dataset != "mnist":
+        raise SpikevizError(f"--dataset {args.dataset}: only mnist is available so far")
+    out = Path(args.out)
+    last = out / "last.npz"
+    if args.resume:
+        from spikeviz.train.checkpoint import load_checkpoint
+
+        _, meta = load_checkpoint(last)
+        config = Config.from_dict(meta["config"], source=f"{last} (config)")
+        config.update_from(_overrides(args), source="command line")
+    else:
+        if last.exists():
+            raise SpikevizError(f"{out} already holds a run ({last}); continue it with --resume or "
+                                "choose another --out")
+        config = _make_config(args)
+    data = _load(args)
+    trainer = Trainer.resume(last, data, config) if args.resume else Trainer(config, data)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out / "config.json")
+    print(f"data: {data.origin}; network {trainer.network.sizes}; run directory {out}")
+    with _stop_on_signals() as stop:
+        try:
+            _train_epochs(trainer, config, out, stop)
+        except DivergenceError as error:
+            print(f"spikeviz train: diverged: {error}. The last good checkpoint is {last}.",
+                  file=sys.stderr)
+            return 3
+    if stop.requested:
+        trainer.save(last)
+        print(f"stopped; saved {last} at epoch {trainer.epoch + 1}, sample {trainer.position}; "
+              f"continue with: spikeviz train --out {out} --resume")
+        return 130
+    return 0
+
+
+def _train_epochs(trainer, config, out, stop):
+    from spikeviz.train.checkpoint import write_atomically
+
+    while trainer.epoch < config.epochs:
+        epoch = trainer.epoch + 1
+        with tqdm(total=trainer.n_train, initial=trainer.position, unit="sample",
+                  desc=f"epoch {epoch}/{config.epochs}", smoothing=0.1) as bar:
+            def on_sample(label, predicted, loss):
+                if trainer.position % 200 == 0:
+                    bar.update(trainer.position - bar.n)
+                    tally = trainer.tally
+                    bar.set_postfix(acc=f"{tally['correct'] / max(tally['samples'], 1):.3f}",
+                                    refresh=False)
+            finished = trainer.train_epoch(on_sample=on_sample, should_stop=stop)
+            bar.update(trainer.position - bar.n)
+        if not finished:
+            return
+        with tqdm(total=min(len(trainer.data.test_images), config.test_samples or 10**9),
+                  unit="sample", desc="test", leave=False) as bar:
+            trainer_metrics = trainer.finish_epoch(evaluate=False)
+            trainer_metrics.update(trainer.evaluate(on_chunk=bar.update))
+        trainer.save(out / f"epoch-{epoch:03d}.npz")
+        trainer.save(out / "last.npz")
+        lines = "".join(json.dumps(m) + "\n" for m in trainer.history)
+        write_atomically(out / "metrics.jsonl", lambda file: file.write(lines.encode()))
+        print(f"epoch {epoch}: train {trainer_metrics['train_accuracy']:.4f} "
+              f"test {trainer_metrics['test_accuracy']:.4f} loss {trainer_metrics['loss']:.4f} "
+              f"{trainer_metrics['train_samples_per_s']:.0f} samples/s", flush=True)
+
+
+class _stop_on_signals:
+    """Ctrl-C or SIGTERM asks the loop to stop at the next sample, so a checkpoint can be saved."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self):
+        return self.requested
+
+    def _handler(self, signum, frame):
+        self.requested = True
+
+    def __enter__(self):
+        self._previous = {sig: signal.signal(sig, self._handler)
+                          for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def cmd_evaluate(args):
+    from spikeviz.encode import PoissonEncoder
+    from spikeviz.engine import make_dynamics
+    from spikeviz.engine.batch import infer_counts
+    from spikeviz.train.trainer import TEST_SEED_OFFSET, Trainer, predictions
+
+    network, config, meta = Trainer.from_checkpoint_network(args.checkpoint)
+    data = _load(args)
+    n = min(len(data.test_images), args.test_samples or len(data.test_images))
+    if data.test_images[0].size != network.sizes[0]:
+        raise SpikevizError(f"{args.checkpoint} takes {network.sizes[0]} inputs but the data has "
+                            f"{data.test_images[0].size} pixels per image")
+    permutation = None
+    if config.permute_pixels:
+        import numpy as np
+        permutation = np.random.default_rng([config.seed, 7]).permutation(network.sizes[0])
+    encoder = PoissonEncoder(network.sizes[0], rate_hz=config.rate_hz, permutation=permutation)
+    start = time.perf_counter()
+    with tqdm(total=n, unit="sample", desc="test") as bar:
+        counts = infer_counts(
+            network, data.test_images[:n], encoder, duration_ms=config.test_duration_ms,
+            kappas=config.kappas(), dynamics=make_dynamics(tau_mp_ms=config.tau_mp_ms,
+                                                           t_ref_ms=config.t_ref_ms,
+                                                           w_dyn0=config.w_dyn0, gamma=config.gamma),
+            seed=config.seed + TEST_SEED_OFFSET, workers=args.workers, on_chunk=bar.update)
+    seconds = time.perf_counter() - start
+    accuracy = float((predictions(counts) == data.test_labels[:n]).mean())
+    print(f"test accuracy {accuracy:.4f} on {n} samples ({n / seconds:.0f} samples/s); "
+          f"checkpoint of epoch {meta['epoch']}, sample {meta['position']}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="spikeviz", description="Train spiking neural networks on spikes, and watch them learn.")
     parser.add_argument("--version", action="version", version=f"spikeviz {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train on spikes; checkpoints and metrics in --out")
+    train.add_argument("--out", required=True, help="run directory: metrics.jsonl, checkpoints")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--config", help="JSON file of settings (the same names as the options)")
+    train.add_argument("--dataset", default="mnist", choices=["mnist"])
+    _add_data_options(train)
+    _config_options(train)
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="test accuracy of a checkpoint")
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("--test-samples", type=int, default=None)
+    evaluate.add_argument("--workers", type=int, default=None)
+    _add_data_options(evaluate)
+    evaluate.set_defaults(run=cmd_evaluate)
 
     data = commands.add_parser("data", help="show where the MNIST data comes from")
     _add_data_options(data)
@@ -98,11 +309,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     try:
-        args.run(args)
+        return args.run(args) or 0
     except SpikevizError as error:
         print(f"spikeviz {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

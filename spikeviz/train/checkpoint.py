@@ -10,6 +10,7 @@ so a crash or a kill at any moment leaves either the old or the new checkpoint, 
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +51,9 @@ def load_checkpoint(path):
         raise ConfigError(f"checkpoint {path} does not exist; pass a checkpoint .npz written by "
                           "`spikeviz train --out DIR` (DIR/last.npz)")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ConfigError(f"checkpoint {path} is unreadable or truncated ({error}); use an earlier "
                           "checkpoint from the same run directory") from error
     if "meta" not in arrays:

@@ -1,0 +1,161 @@
+"""The training loop: learning, mid-run settings, resuming bit for bit, faults."""
+
+import json
+
+import numpy as np
+import pytest
+
+from spikeviz.config import Config
+from spikeviz.data import load_mnist
+from spikeviz.errors import ConfigError
+from spikeviz.train.trainer import DivergenceError, Trainer, predictions
+
+TIMING = ("train_samples_per_s", "test_samples_per_s")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_mnist(bundled=True)
+
+
+def small_config(**changes):
+    values = dict(hidden=[100], train_samples=300, test_samples=100, test_duration_ms=200.0)
+    values.update(changes)
+    return Config(**values)
+
+
+def same_state(a, b):
+    for name in ("weights", "thresholds", "scale", "sum_sq", "col_sum"):
+        np.testing.assert_array_equal(getattr(a.sim.state, name), getattr(b.sim.state, name))
+    for x, y in zip(a.adam, b.adam):
+        np.testing.assert_array_equal(x, y)
+
+
+def without_timing(history):
+    return [{k: v for k, v in m.items() if k not in TIMING} for m in history]
+
+
+def test_a_short_run_on_real_digits_learns_well_above_chance(digits):
+    trainer = Trainer(Config(train_samples=4000, test_samples=500, test_duration_ms=500.0), digits)
+    trainer.train_epoch()
+    metrics = trainer.finish_epoch()
+    assert metrics["test_accuracy"] > 0.7  # chance is 0.1
+    assert metrics["train_samples_per_s"] > 0 and metrics["epoch"] == 1
+    assert len(metrics["dead_fraction"]) == 2
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_resuming_at_an_epoch_boundary_continues_bit_for_bit(digits, tmp_path, optimizer):
+    straight = Trainer(small_config(optimizer=optimizer, epochs=2), digits)
+    for _ in range(2):
+        straight.train_epoch()
+        straight.finish_epoch()
+
+    first = Trainer(small_config(optimizer=optimizer, epochs=2), digits)
+    first.train_epoch()
+    first.finish_epoch()
+    first.save(tmp_path / "last.npz")
+    resumed = Trainer.resume(tmp_path / "last.npz", digits)
+    resumed.train_epoch()
+    resumed.finish_epoch()
+
+    same_state(straight, resumed)
+    assert without_timing(straight.history) == without_timing(resumed.history)
+
+
+def test_resuming_mid_epoch_continues_bit_for_bit(digits, tmp_path):
+    straight = Trainer(small_config(), digits)
+    straight.train_epoch()
+
+    stopped = Trainer(small_config(), digits)
+    assert stopped.train_epoch(should_stop=lambda: stopped.position == 137) is False
+    stopped.save(tmp_path / "last.npz")
+    resumed = Trainer.resume(tmp_path / "last.npz", digits)
+    assert resumed.position == 137
+    assert resumed.train_epoch() is True
+
+    same_state(straight, resumed)
+    for key in ("correct", "silent", "samples"):
+        assert straight.tally[key] == resumed.tally[key]
+    np.testing.assert_array_equal(straight.tally["spikes"], resumed.tally["spikes"])
+
+
+def test_a_setting_changed_mid_run_takes_effect_at_the_next_sample(digits):
+    config = small_config()
+    trainer = Trainer(config, digits)
+    trainer.train_sample()
+    assert trainer.kappas[0] == -0.4
+    config.kappa_hidden = -0.8
+    config.eta_w = 0.001
+    assert trainer.kappas[0] == -0.4  # nothing changes inside a sample ...
+    trainer.train_sample()
+    assert trainer.kappas[0] == -0.8  # ... and everything at the next one
+    assert trainer.hyper.eta_w == 0.001
+
+
+def test_a_nan_weight_stops_the_run_naming_the_layer(digits):
+    trainer = Trainer(small_config(), digits)
+    trainer.train_sample()
+    trainer.network.weights[1][3, 2] = np.nan
+    with pytest.raises(DivergenceError, match="layer 1 .*NaN.*eta_w"):
+        trainer.check_health()
+
+
+def test_a_layer_silent_for_a_whole_epoch_stops_the_run(digits):
+    trainer = Trainer(small_config(alpha=20.0, train_samples=50), digits)
+    trainer.train_epoch()
+    with pytest.raises(DivergenceError, match="every neuron of layer 1 stayed silent.*alpha"):
+        trainer.finish_epoch()
+
+
+def test_exploding_learning_rates_are_caught(digits):
+    trainer = Trainer(small_config(eta_w=1.0, eta_th=0.0, rho=0.0, lam=0.0, train_samples=300),
+                      digits)
+    with pytest.raises(DivergenceError):
+        trainer.train_epoch()
+        trainer.finish_epoch()
+
+
+def test_predictions_count_ties_and_silence_as_errors():
+    counts = np.array([[0, 3, 1], [2, 2, 0], [0, 0, 0], [5, 0, 1]])
+    assert predictions(counts).tolist() == [1, -1, -1, 0]
+
+
+def test_a_checkpoint_of_another_network_is_rejected(digits, tmp_path):
+    trainer = Trainer(small_config(), digits)
+    trainer.save(tmp_path / "last.npz")
+    with pytest.raises(ConfigError, match=r"hidden layers \[100\].*--hidden"):
+        Trainer.resume(tmp_path / "last.npz", digits, small_config(hidden=[50]))
+    with pytest.raises(ConfigError, match="optimizer sgd"):
+        Trainer.resume(tmp_path / "last.npz", digits, small_config(optimizer="adam"))
+
+
+def test_a_truncated_checkpoint_is_a_clear_error(digits, tmp_path):
+    trainer = Trainer(small_config(), digits)
+    path = tmp_path / "last.npz"
+    trainer.save(path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ConfigError, match="unreadable or truncated"):
+        Trainer.resume(path, digits)
+
+
+def test_config_rejects_unknown_keys_and_out_of_range_values(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['kapa_hidden'\]"):
+        Config.from_dict({"kapa_hidden": -0.4})
+    with pytest.raises(ConfigError, match="kappa_hidden"):
+        Config.from_dict({"kappa_hidden": -1.5})
+    path = tmp_path / "config.json"
+    Config(hidden=[500, 500], kappa_deeper=[0.0], eta_w=0.003, optimizer="adam").save(path)
+    loaded = Config.load(path)
+    assert loaded.hidden == [500, 500] and loaded.eta_w == 0.003 and loaded.optimizer == "adam"
+    assert json.loads(path.read_text())["kappa_output"] == -1.0
+
+
+def test_schedules_follow_the_paper():
+    config = Config(hidden=[500, 500], eta_w=0.004, rho=1e-4, optimizer="sgd")
+    eta_w, eta_th, rho = config.learning_rates(35)
+    assert eta_w == pytest.approx(0.004 * np.exp(-1)) and rho == pytest.approx(1e-4 * np.exp(-1))
+    assert eta_th == pytest.approx(0.1 * eta_w)
+    assert config.duration_ms(0) == 200.0 and config.duration_ms(1) == 50.0
+    assert Config(hidden=[800]).duration_ms(0) == 50.0
+    assert config.kappas() == [-0.4, 0.0, -1.0]
