@@ -1,0 +1,93 @@
+"""``spikeviz train`` and ``spikeviz evaluate`` end to end, on the bundled digits."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spikeviz.cli import main
+
+SMALL = ["--bundled", "--hidden", "60", "--train-samples", "300", "--test-samples", "100",
+         "--test-duration-ms", "200"]
+
+
+@pytest.fixture(autouse=True)
+def no_user_data(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPIKEVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPIKEVIZ_DATA", raising=False)
+
+
+def read_metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_writes_metrics_and_checkpoints_then_resumes_and_evaluates(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--epochs", "1", "--out", str(out)]) == 0
+    (first,) = read_metrics(out)
+    for key in ("epoch", "train_accuracy", "test_accuracy", "loss", "train_samples_per_s",
+                "test_samples_per_s", "dead_fraction"):
+        assert key in first
+    assert 0 <= first["test_accuracy"] <= 1 and first["epoch"] == 1
+    assert (out / "epoch-001.npz").is_file() and (out / "last.npz").is_file()
+    assert json.loads((out / "config.json").read_text())["hidden"] == [60]
+
+    assert main(["train", *SMALL, "--epochs", "2", "--out", str(out), "--resume"]) == 0
+    assert [m["epoch"] for m in read_metrics(out)] == [1, 2]
+    assert (out / "epoch-002.npz").is_file()
+
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "last.npz"), "--bundled", "--test-samples", "50"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--out", str(out)]) == 0
+    assert main(["train", *SMALL, "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_a_config_file_with_an_unknown_key_is_rejected(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"kappa_hiden": -0.4}))
+    assert main(["train", *SMALL, "--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "kappa_hiden" in err and str(config) in err
+
+
+def test_command_line_values_override_the_config_file_and_are_checked(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"eta_w": 0.003, "kappa_hidden": -0.2}))
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--config", str(config), "--wta", "-0.6", "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["eta_w"] == 0.003 and saved["kappa_hidden"] == -0.6
+    assert main(["train", *SMALL, "--kappa_output", "1.5", "--out", str(tmp_path / "x")]) == 2
+    assert "kappa_output" in capsys.readouterr().err
+
+
+def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
+    out = tmp_path / "run"
+    script = Path(sys.executable).parent / "spikeviz"
+    env = dict(os.environ, SPIKEVIZ_CACHE_DIR=str(tmp_path / "cache"))
+    args = [str(script), "train", "--bundled", "--hidden", "60", "--train-samples", "5000",
+            "--train-duration-ms", "400", "--test-samples", "50", "--out", str(out)]
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.time() + 120
+    while "epoch 1/1:" not in (line := process.stderr.readline()) and time.time() < deadline:
+        pass
+    time.sleep(1.0)  # well into the epoch
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, stdout
+    assert "--resume" in stdout and (out / "last.npz").is_file()
+    assert main(["train", "--bundled", "--train-samples", "5000", "--test-samples", "50",
+                 "--out", str(out), "--resume"]) == 0
+    assert read_metrics(out)[0]["epoch"] == 1
