@@ -122,6 +122,13 @@ def reset_state(inputs, state, rec):
     rec.seen[:] = 0
 
 
+# Per-event code below takes whole arrays and the layer's first index ``lo`` rather than slices:
+# a slice, or an array bound to a new name, costs atomic reference-count updates, and on the
+# path every input event takes those cost as much as the integration itself.  The loops over a
+# layer's neurons index with unsigned integers (``np.uint64``): a signed index may be negative,
+# and the wraparound numba then emits keeps LLVM from vectorizing the loop.
+
+
 @jit
 def _bump_trace(trace, last_ms, counts, i, t_ms, tau_mp_ms):
     """Add one spike at t_ms to the lazily decayed trace (3) of unit i."""
@@ -139,35 +146,39 @@ def _traces_at(trace, last_ms, end_ms, tau_mp_ms):
 
 
 @jit
-def _refresh_gains(refractory, n_refractory, last_spike_ms, gain, scale, t_ms, t_ref_ms, w_dyn0):
+def _refresh_gains(refractory, n_refractory, last_spike_ms, gain, scale, lo, t_ms, t_ref_ms,
+                   w_dyn0):
     """Update w_dyn of a layer's refractory neurons; drop those that have recovered.
 
-    Returns the new number of refractory neurons (listed first in ``refractory``).
+    The layer's neurons start at ``lo``; its refractory neurons (layer-local indices) are listed
+    in ``refractory[lo:lo + n_refractory]``.  Returns the new length of that list.
     """
     n = n_refractory
     j = 0
     while j < n:
-        i = refractory[j]
+        i = lo + refractory[lo + j]
         dt = t_ms - last_spike_ms[i]
         if dt >= t_ref_ms:
             gain[i] = scale[i]
             n -= 1
-            refractory[j] = refractory[n]
+            refractory[lo + j] = refractory[lo + n]
         else:
             gain[i] = scale[i] * np.float32(min(1.0, w_dyn0 + (dt / t_ref_ms) ** 2))
             j += 1
     return n
 
 
-@jit
-def _integrate(weights_row, potentials, thresholds, gain, decay):
-    """Steps 1-3 for all neurons of a layer in one pass; returns whether any crossed threshold.
+@jit(inline="always")
+def _integrate(weights, row, potentials, thresholds, gain, lo, hi, decay):
+    """Steps 1-3 for the neurons lo <= i < hi, whose input weights start at ``weights[row]``;
+    returns whether any crossed threshold.
 
     One fused loop, so the weights row is read once and the loop vectorizes.
     """
     crossed = False
-    for i in range(potentials.size):
-        v = potentials[i] * decay + weights_row[i] * gain[i]
+    for j in range(hi - lo):
+        i, w = np.uint64(lo + j), np.uint64(row + j)
+        v = potentials[i] * decay + weights[w] * gain[i]
         lowest = -thresholds[i]
         if v < lowest:
             v = lowest
@@ -177,31 +188,81 @@ def _integrate(weights_row, potentials, thresholds, gain, decay):
 
 
 @jit
-def _sorted_candidates(potentials, thresholds, candidates):
-    """Indices with V >= Vth, in descending V/Vth, ties by lower index (insertion sort: few)."""
+def _integrate_event(state, layer_index, source, t_ms, dyn):
+    """Steps 1-3 of one event reaching a layer through its input ``source``; returns whether a
+    neuron reached threshold."""
+    lo, hi = state.neuron_start[layer_index], state.neuron_start[layer_index + 1]
+    decay = np.float32(math.exp((state.clock_ms[layer_index] - t_ms) / dyn.tau_mp_ms))
+    state.clock_ms[layer_index] = t_ms
+    if state.n_refractory[layer_index] > 0:
+        state.n_refractory[layer_index] = _refresh_gains(
+            state.refractory, state.n_refractory[layer_index], state.last_spike_ms, state.gain,
+            state.scale, lo, t_ms, dyn.t_ref_ms, dyn.w_dyn0,
+        )
+    row = state.weight_start[layer_index] + source * (hi - lo)
+    return _integrate(
+        state.weights, row, state.potentials, state.thresholds, state.gain, lo, hi, decay
+    )
+
+
+@jit
+def _any_at_threshold(potentials, thresholds, start, stop):
+    """Whether a neuron start <= i < stop has V >= Vth (no early exit, so the loop vectorizes)."""
+    found = False
+    for j in range(stop - start):
+        i = np.uint64(start + j)
+        found |= potentials[i] >= thresholds[i]
+    return found
+
+
+@jit
+def _sorted_candidates(potentials, thresholds, lo, hi, candidates):
+    """Neurons lo <= i < hi with V >= Vth, in descending V/Vth, ties by lower index, written to
+    ``candidates[lo:]``; returns how many.
+
+    Candidates are few: blocks of neurons without one are skipped by a vectorized test, and the
+    others insertion sorted.
+    """
     v, th, cand = potentials, thresholds, candidates
     n = 0
-    for i in range(v.size):
-        if v[i] >= th[i]:
-            ratio = v[i] / th[i]
-            j = n
-            while j > 0 and v[cand[j - 1]] / th[cand[j - 1]] < ratio:
-                cand[j] = cand[j - 1]
-                j -= 1
-            cand[j] = i
-            n += 1
+    for start in range(lo, hi, 64):
+        stop = min(start + 64, hi)
+        if not _any_at_threshold(v, th, start, stop):
+            continue
+        for i in range(start, stop):
+            if v[i] >= th[i]:
+                ratio = v[i] / th[i]
+                j = lo + n
+                while j > lo and v[cand[j - 1]] / th[cand[j - 1]] < ratio:
+                    cand[j] = cand[j - 1]
+                    j -= 1
+                cand[j] = i
+                n += 1
     return n
 
 
 @jit
-def _inhibit_others(potentials, thresholds, winner, kappa):
-    """WTA (4): every neuron but the winner receives kappa * its own threshold, then clipping."""
+def _inhibit_others(potentials, thresholds, lo, hi, winner, kappa):
+    """WTA (4): every neuron of the layer but the winner receives kappa * its own threshold,
+    then clipping."""
     spared = potentials[winner]
-    for i in range(potentials.size):  # no branch on the winner, so the loop vectorizes
+    for j in range(hi - lo):  # no branch on the winner, so the loop vectorizes
+        i = np.uint64(lo + j)
         v = potentials[i] + kappa * thresholds[i]
         lowest = -thresholds[i]
         potentials[i] = v if v > lowest else lowest
     potentials[winner] = spared
+
+
+@jit
+def _make_refractory(refractory, n_refractory, layer_index, lo, neuron):
+    """List the layer's ``neuron`` (layer-local) as refractory, unless it already is."""
+    n = n_refractory[layer_index]
+    for j in range(lo, lo + n):
+        if refractory[j] == neuron:
+            return
+    refractory[lo + n] = neuron
+    n_refractory[layer_index] = n + 1
 
 
 @jit
@@ -234,6 +295,19 @@ def _regularize_thresholds(weights, potentials, thresholds, scale, sum_sq, col_s
 
 
 @jit
+def _regularize_layer(state, layer_index, fired, dyn):
+    """Threshold regularization of one layer (training only: slices are fine here)."""
+    lo, hi = state.neuron_start[layer_index], state.neuron_start[layer_index + 1]
+    w_lo, w_hi = state.weight_start[layer_index], state.weight_start[layer_index + 1]
+    weights = state.weights[w_lo:w_hi].reshape(((w_hi - w_lo) // (hi - lo), hi - lo))
+    _regularize_thresholds(
+        weights, state.potentials[lo:hi], state.thresholds[lo:hi], state.scale[lo:hi],
+        state.sum_sq[lo:hi], state.col_sum[lo:hi], state.floor[layer_index], fired, dyn.rho,
+        dyn.weight_boost,
+    )
+
+
+@jit
 def _record_spike(rec, t_ms, layer_index, neuron):
     n = rec.seen[0]
     if n < rec.spike_ms.size:
@@ -244,15 +318,15 @@ def _record_spike(rec, t_ms, layer_index, neuron):
 
 
 @jit
-def _watch_peaks(rec, layer_index, potentials):
+def _watch_peaks(rec, layer_index, potentials, lo):
     """Remember V of the watched neurons of this layer after the input, before any reset."""
     for w in range(rec.watch_layer.size):
         if rec.watch_layer[w] == layer_index:
-            rec.watch_peak[w] = potentials[rec.watch_neuron[w]]
+            rec.watch_peak[w] = potentials[lo + rec.watch_neuron[w]]
 
 
 @jit
-def _record_potentials(rec, t_ms, layer_index, potentials):
+def _record_potentials(rec, t_ms, layer_index, potentials, lo):
     """One row per watched neuron of this layer: its V at the peak and at the end of the event."""
     for w in range(rec.watch_layer.size):
         if rec.watch_layer[w] != layer_index:
@@ -262,72 +336,66 @@ def _record_potentials(rec, t_ms, layer_index, potentials):
             rec.potential_ms[n] = t_ms
             rec.potential_watch[n] = w
             rec.potential_peak[n] = rec.watch_peak[w]
-            rec.potential_end[n] = potentials[rec.watch_neuron[w]]
+            rec.potential_end[n] = potentials[lo + rec.watch_neuron[w]]
         rec.seen[1] = n + 1
 
 
 @jit
-def _fire(state, layer_index, t_ms, kappa, dyn, rec, fired, n_fired):
-    """Steps 4-6 on a layer with at least one neuron at threshold.
+def _fire(potentials, thresholds, candidates, lo, hi, gamma, kappa, fired, n_fired):
+    """Steps 4-5 on the layer of neurons lo <= i < hi, with at least one at threshold.
 
-    The neurons that fire are appended to ``fired`` after its first ``n_fired`` entries (the
-    caller makes room for all the layer's neurons); returns the new length.
+    The neurons that fire (layer-local indices) are appended to ``fired`` after its first
+    ``n_fired`` entries (the caller makes room for all the layer's neurons); returns the new
+    length.
     """
-    lo, hi = state.neuron_start[layer_index], state.neuron_start[layer_index + 1]
-    v, th = state.potentials[lo:hi], state.thresholds[lo:hi]
-    gain, last_ms = state.gain[lo:hi], state.last_spike_ms[lo:hi]
-    refractory = state.refractory[lo:hi]
-    gamma, kappa32 = np.float32(dyn.gamma), np.float32(kappa)
-    first = n_fired
-    for c in range(_sorted_candidates(v, th, state.candidates[lo:hi])):
-        i = state.candidates[lo + c]
+    v, th = potentials, thresholds
+    for c in range(_sorted_candidates(v, th, lo, hi, candidates)):
+        i = candidates[lo + c]
         if v[i] < th[i]:  # inhibited below threshold by an earlier winner
             continue
         v[i] = min(max(v[i] - gamma * th[i], -th[i]), th[i])
-        if kappa32 != 0.0:
-            _inhibit_others(v, th, i, kappa32)
-        _bump_trace(state.trace[lo:hi], last_ms, state.counts[lo:hi], i, t_ms, dyn.tau_mp_ms)
-        if dyn.t_ref_ms > 0.0:
-            gain[i] = state.scale[lo + i] * np.float32(min(1.0, dyn.w_dyn0))
-            n_refr = state.n_refractory[layer_index]
-            if i not in refractory[:n_refr]:
-                refractory[n_refr] = i
-                state.n_refractory[layer_index] = n_refr + 1
-        _record_spike(rec, t_ms, layer_index, i)
-        fired[n_fired] = i
+        if kappa != 0.0:
+            _inhibit_others(v, th, lo, hi, i, kappa)
+        fired[n_fired] = i - lo
         n_fired += 1
-    if dyn.rho > 0.0 and n_fired > first:
-        n_inputs = (state.weight_start[layer_index + 1] - state.weight_start[layer_index]) // (hi - lo)
-        weights = state.weights[state.weight_start[layer_index]:state.weight_start[layer_index + 1]]
-        _regularize_thresholds(
-            weights.reshape((n_inputs, hi - lo)), v, th, state.scale[lo:hi], state.sum_sq[lo:hi],
-            state.col_sum[lo:hi], state.floor[layer_index], fired[first:n_fired], dyn.rho,
-            dyn.weight_boost,
-        )
     return n_fired
 
 
-@jit(inline="always")
-def _receive(state, layer_index, source, t_ms, kappa, dyn, rec, fired, n_fired):
-    """Process one event arriving at a layer through its input ``source`` (steps 1-6)."""
+@jit
+def _spiked(trace, last_spike_ms, counts, gain, scale, refractory, n_refractory, layer_index, lo,
+            neuron, t_ms, dyn):
+    """Trace (3), count and refractoriness of the layer's ``neuron`` that fired at t_ms."""
+    i = lo + neuron
+    _bump_trace(trace, last_spike_ms, counts, i, t_ms, dyn.tau_mp_ms)
+    if dyn.t_ref_ms > 0.0:
+        gain[i] = scale[i] * np.float32(min(1.0, dyn.w_dyn0))
+        _make_refractory(refractory, n_refractory, layer_index, lo, neuron)
+
+
+@jit
+def _settle(state, layer_index, crossed, t_ms, kappa, dyn, rec, fired, n_fired):
+    """After the input of one event to a layer: steps 4-6 if a neuron ``crossed`` threshold, and
+    the recording.  Returns the new length of ``fired`` (see _fire)."""
     lo, hi = state.neuron_start[layer_index], state.neuron_start[layer_index + 1]
-    v, th, gain = state.potentials[lo:hi], state.thresholds[lo:hi], state.gain[lo:hi]
-    decay = np.float32(math.exp((state.clock_ms[layer_index] - t_ms) / dyn.tau_mp_ms))
-    state.clock_ms[layer_index] = t_ms
-    if state.n_refractory[layer_index] > 0:
-        state.n_refractory[layer_index] = _refresh_gains(
-            state.refractory[lo:hi], state.n_refractory[layer_index], state.last_spike_ms[lo:hi],
-            gain, state.scale[lo:hi], t_ms, dyn.t_ref_ms, dyn.w_dyn0,
-        )
-    row = state.weight_start[layer_index] + source * (hi - lo)
-    crossed = _integrate(state.weights[row:row + hi - lo], v, th, gain, decay)
     watching = rec.watch_layer.size > 0
     if watching:
-        _watch_peaks(rec, layer_index, v)
+        _watch_peaks(rec, layer_index, state.potentials, lo)
+    first = n_fired
     if crossed:
-        n_fired = _fire(state, layer_index, t_ms, kappa, dyn, rec, fired, n_fired)
+        n_fired = _fire(
+            state.potentials, state.thresholds, state.candidates, lo, hi, np.float32(dyn.gamma),
+            np.float32(kappa), fired, n_fired,
+        )
+    for f in range(first, n_fired):
+        _spiked(
+            state.trace, state.last_spike_ms, state.counts, state.gain, state.scale,
+            state.refractory, state.n_refractory, layer_index, lo, fired[f], t_ms, dyn,
+        )
+        _record_spike(rec, t_ms, layer_index, fired[f])
+    if dyn.rho > 0.0 and n_fired > first:
+        _regularize_layer(state, layer_index, fired[first:n_fired], dyn)
     if watching:
-        _record_potentials(rec, t_ms, layer_index, v)
+        _record_potentials(rec, t_ms, layer_index, state.potentials, lo)
     return n_fired
 
 
@@ -358,6 +426,7 @@ def run_sample(times_ms, channels, end_ms, inputs, state, kappas, dyn, rec):
     widest = np.max(np.diff(state.neuron_start))
     sources = np.empty(4 * widest, np.int32)
     fired = np.empty(4 * widest, np.int32)
+    watching = rec.watch_layer.size > 0
     for e in range(times_ms.size):
         t_ms, k = times_ms[e], channels[e]
         _bump_trace(inputs.trace, inputs.last_ms, inputs.counts, k, t_ms, dyn.tau_mp_ms)
@@ -369,9 +438,11 @@ def run_sample(times_ms, channels, end_ms, inputs, state, kappas, dyn, rec):
             for s in range(n_sources):
                 if n_fired + width > fired.size:
                     fired = _grow(fired, n_fired + width)
-                n_fired = _receive(
-                    state, index, sources[s], t_ms, kappas[index], dyn, rec, fired, n_fired
-                )
+                crossed = _integrate_event(state, index, sources[s], t_ms, dyn)
+                if crossed or watching:  # most events end here, in the first layer
+                    n_fired = _settle(
+                        state, index, crossed, t_ms, kappas[index], dyn, rec, fired, n_fired
+                    )
             if n_fired == 0:
                 break
             sources, fired = fired, sources
