@@ -12,19 +12,39 @@ F32 = np.float32
 
 
 def poisson_events(image, duration_ms, rng, rate_hz=5000.0, permutation=None):
-    """Twin of ``spikeviz.encode._poisson_kernel``: same draws from ``rng``, in the same order."""
+    """Twin of ``spikeviz.encode`` (``_alias_table`` and ``_poisson_kernel``): the same alias
+    table, built the same way, and the same draws from ``rng``, in the same order."""
     pixels = np.asarray(image, dtype=np.float64).reshape(-1)
     if permutation is None:
         permutation = np.arange(pixels.size)
-    cdf = np.cumsum(pixels)
+    # Alias table over the lit pixels: column c is lit pixel lit[c].
+    lit = [p for p in range(pixels.size) if pixels[p] > 0.0]
+    total = 0.0
+    for p in lit:  # a running total, as the kernel adds them (not np.sum's pairwise sum)
+        total += pixels[p]
+    n_columns = len(lit)
+    scaled = [pixels[p] * (n_columns / total) for p in lit]  # probability * column count
+    cutoff = [1.0] * n_columns
+    alias = list(range(n_columns))
+    small = [c for c in range(n_columns) if scaled[c] < 1.0]
+    large = [c for c in range(n_columns) if scaled[c] >= 1.0]
+    while small and large:
+        s, g = small.pop(), large.pop()
+        cutoff[s], alias[s] = scaled[s], g
+        scaled[g] = (scaled[g] + scaled[s]) - 1.0
+        (small if scaled[g] < 1.0 else large).append(g)
+    # Draws: the count, n + 1 exponential spacings, then one uniform per event.
     n = rng.poisson(rate_hz * duration_ms / 1000.0)
-    arrivals = [rng.standard_exponential() for _ in range(n + 1)]
-    running = np.cumsum(arrivals)  # a running total, as the kernel adds them
+    spacings = [rng.standard_exponential() for _ in range(n + 1)]
+    uniforms = [rng.random() for _ in range(n)]
+    running = np.cumsum(spacings)  # a running total, as the kernel adds them
     times = running[:n] * (duration_ms / running[-1])
     channels = []
-    for _ in range(n):
-        pixel = np.searchsorted(cdf, rng.random() * cdf[-1], side="right")
-        channels.append(permutation[min(pixel, pixels.size - 1)])
+    for u in uniforms:
+        x = u * n_columns
+        column = min(int(x), n_columns - 1)
+        pixel = lit[column] if x - column < cutoff[column] else lit[alias[column]]
+        channels.append(permutation[pixel])
     return times, np.array(channels, dtype=np.int32)
 
 

@@ -329,3 +329,18 @@ def test_permutation_that_is_not_one_is_rejected(permutation):
 def test_nan_intensities_are_rejected():
     with pytest.raises(ConfigError, match="intensities"):
         PoissonEncoder(2).encode(np.array([np.nan, 1.0]), 10.0, np.random.default_rng(0))
+
+
+def test_intensities_whose_sum_overflows_are_rejected():
+    with pytest.raises(ConfigError, match="intensities"):
+        PoissonEncoder(2).encode(np.array([1e308, 1e308]), 10.0, np.random.default_rng(0))
+
+
+def test_strided_and_fortran_ordered_images_encode_like_their_contiguous_copies(digits):
+    encoder = PoissonEncoder(N_PIXELS)
+    image = digits[0][:, ::-1].astype(np.float64)
+    expected = encoder.encode(np.ascontiguousarray(image), 50.0, np.random.default_rng(6))
+    for view in (image, np.asfortranarray(image)):
+        events = encoder.encode(view, 50.0, np.random.default_rng(6))
+        np.testing.assert_array_equal(events.times_ms, expected.times_ms)
+        np.testing.assert_array_equal(events.channels, expected.channels)

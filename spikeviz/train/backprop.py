@@ -147,13 +147,14 @@ def _activity(trace, counts, use_counts, i):
 
 
 @jit(inline="always")  # called per weight: no call overhead
-def _adam_direction(m, v, k, grad, beta1, beta2, eps, t):
-    """Update the moments of parameter k with ``grad``; the ADAM direction m_hat/(sqrt(v_hat)+eps)."""
+def _adam_direction(m, v, k, grad, beta1, beta2, eps, correction1, correction2):
+    """Update the moments of parameter k with ``grad``; the ADAM direction m_hat/(sqrt(v_hat)+eps).
+
+    ``correction1`` and ``correction2`` are the bias corrections 1 - beta^t of this step.
+    """
     m[k] = beta1 * m[k] + (1.0 - beta1) * grad
     v[k] = beta2 * v[k] + (1.0 - beta2) * grad * grad
-    m_hat = m[k] / (1.0 - beta1 ** t)
-    v_hat = v[k] / (1.0 - beta2 ** t)
-    return m_hat / (math.sqrt(v_hat) + eps)
+    return (m[k] / correction1) / (math.sqrt(v[k] / correction2) + eps)
 
 
 @jit(inline="always")  # called per weight: no call overhead
@@ -212,7 +213,8 @@ def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
     weights, scale = state.weights, state.scale
     sum_sq, col_sum = state.sum_sq, state.col_sum
     m_w, v_w, grad_w = adam.m_w, adam.v_w, scratch.grad_w
-    b1, b2, eps, t = hyper.beta1, hyper.beta2, hyper.eps, adam.step[0]
+    b1, b2, eps = hyper.beta1, hyper.beta2, hyper.eps
+    c1, c2 = 1.0 - b1 ** adam.step[0], 1.0 - b2 ** adam.step[0]
     eta_w, use_counts = hyper.eta_w, hyper.use_counts
     lazy_adam = hyper.adam and not hyper.adam_dense
     # Weights: dW_ij = -eta_w sqrt(N/m) delta_i x_j over the active inputs j; ``grad`` is the
@@ -228,7 +230,9 @@ def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
             if hyper.adam_dense and hyper.adam:
                 grad_w[row + i] += grad  # applied to every weight in dense_adam()
                 continue
-            direction = _adam_direction(m_w, v_w, row + i, grad, b1, b2, eps, t) if lazy_adam else grad
+            direction = grad
+            if lazy_adam:
+                direction = _adam_direction(m_w, v_w, row + i, grad, b1, b2, eps, c1, c2)
             _add_to_weight(weights, scale, sum_sq, col_sum, row + i, lo + i, -eta_w * direction)
     # Thresholds: dVth_i = +eta_th sqrt(N/(m M)) delta_i a_hat_i,
     # a_hat_i = gamma a_i - sigma sum_{j != i} kappa a_j.
@@ -247,7 +251,7 @@ def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
             scratch.grad_th[lo + i] += grad
             continue
         if lazy_adam:
-            grad = _adam_direction(adam.m_th, adam.v_th, lo + i, grad, b1, b2, eps, t)
+            grad = _adam_direction(adam.m_th, adam.v_th, lo + i, grad, b1, b2, eps, c1, c2)
         thresholds[lo + i] = max(thresholds[lo + i] - hyper.eta_th * grad, floor)
 
 
@@ -266,19 +270,19 @@ def regularize_weights(state, layer, eta_w, lam, beta):
 @jit
 def dense_adam(state, adam, hyper, scratch, floors):
     """Dense ADAM: every parameter's moments see this sample's gradient (0 if it took no part)."""
-    t = adam.step[0]
+    c1, c2 = 1.0 - hyper.beta1 ** adam.step[0], 1.0 - hyper.beta2 ** adam.step[0]
     for layer in range(state.neuron_start.size - 1):
         lo, hi = state.neuron_start[layer], state.neuron_start[layer + 1]
         for k in range(state.weight_start[layer], state.weight_start[layer + 1]):
             neuron = lo + (k - state.weight_start[layer]) % (hi - lo)
             direction = _adam_direction(adam.m_w, adam.v_w, k, scratch.grad_w[k], hyper.beta1,
-                                        hyper.beta2, hyper.eps, t)
+                                        hyper.beta2, hyper.eps, c1, c2)
             _add_to_weight(state.weights, state.scale, state.sum_sq, state.col_sum, k, neuron,
                            -hyper.eta_w * direction)
             scratch.grad_w[k] = 0.0
         for i in range(lo, hi):
             direction = _adam_direction(adam.m_th, adam.v_th, i, scratch.grad_th[i], hyper.beta1,
-                                        hyper.beta2, hyper.eps, t)
+                                        hyper.beta2, hyper.eps, c1, c2)
             state.thresholds[i] = max(state.thresholds[i] - hyper.eta_th * direction, floors[layer])
             scratch.grad_th[i] = 0.0
 
