@@ -56,6 +56,7 @@ class State(NamedTuple):
     scale: np.ndarray  # (sum N_l,) float32, real weights = stored weights * scale (1 outside
     #                    training; the weight regularization shrinks it, see train.backprop)
     sum_sq: np.ndarray  # (sum N_l,) float64, sum of the squared stored weights of each neuron
+    #                     (np.float64(x), not float(x): numba keeps float(float32) in float32)
     col_sum: np.ndarray  # (sum N_l,) float64, sum of the stored weights of each neuron
     last_spike_ms: np.ndarray  # (sum N_l,) float64, t_out; -inf before the first spike
     trace: np.ndarray  # (sum N_l,) float32, a_i at last_spike_ms; at the end time after readout
@@ -285,10 +286,11 @@ def _regularize_thresholds(weights, potentials, thresholds, scale, sum_sq, col_s
             boost = np.float32(weight_boost) * min(fall, floor - lowered) / scale[i]
             th[i] = floor
             for k in range(weights.shape[0]):
-                weights[k, i] += boost
-            m = weights.shape[0]
-            sum_sq[i] += 2.0 * float(boost) * col_sum[i] + m * float(boost) ** 2
-            col_sum[i] += m * float(boost)
+                old = weights[k, i]
+                weights[k, i] = old + boost
+                # Track the float32 weights exactly: each sum rounds differently.
+                sum_sq[i] += np.float64(weights[k, i]) ** 2 - np.float64(old) ** 2
+                col_sum[i] += np.float64(weights[k, i]) - np.float64(old)
         else:
             th[i] = lowered
         v[i] = min(max(v[i], -th[i]), th[i])

@@ -83,12 +83,12 @@ def output_error(state, label, all_outputs, delta, takes_part):
         takes_part[lo + i] = all_outputs or counts[i] > 0
         delta[lo + i] = e if takes_part[lo + i] else 0.0
         if takes_part[lo + i]:
-            g_sq_sum += 1.0 / float(state.thresholds[lo + i]) ** 2
+            g_sq_sum += 1.0 / np.float64(state.thresholds[lo + i]) ** 2
             n_part += 1
     if n_part > 0:
         g_bar = math.sqrt(g_sq_sum / n_part)
         for i in range(lo, hi):
-            delta[i] *= (1.0 / float(state.thresholds[i])) / g_bar
+            delta[i] *= (1.0 / np.float64(state.thresholds[i])) / g_bar
     return loss, predicted
 
 
@@ -112,14 +112,14 @@ def backpropagate(state, layer, kappa, hyper, delta, takes_part):
         th_delta = 0.0
         for j in range(n_up):
             if part_up[j]:
-                th_delta += float(th_up[j]) * delta_up[j]
+                th_delta += np.float64(th_up[j]) * delta_up[j]
     n_active = 0
     g_sq_sum = 0.0
     for i in range(hi - lo):
         takes_part[lo + i] = state.counts[lo + i] > 0
         if takes_part[lo + i]:
             n_active += 1
-            g_sq_sum += 1.0 / float(state.thresholds[lo + i]) ** 2
+            g_sq_sum += 1.0 / np.float64(state.thresholds[lo + i]) ** 2
     if n_active == 0:
         return
     g_bar = math.sqrt(g_sq_sum / n_active)
@@ -131,19 +131,19 @@ def backpropagate(state, layer, kappa, hyper, delta, takes_part):
         back, s_i = 0.0, 0.0
         for j in range(n_up):
             if part_up[j]:
-                w_ij = float(w[i, j]) * float(scale_up[j])
+                w_ij = np.float64(w[i, j]) * np.float64(scale_up[j])
                 back += w_ij * delta_up[j]
-                s_i += w_ij / float(th_up[j])
+                s_i += w_ij / np.float64(th_up[j])
         if wta:
             back = c1 * (back + c2 * s_i * th_delta)
-        g_i = 1.0 / float(state.thresholds[lo + i])
+        g_i = 1.0 / np.float64(state.thresholds[lo + i])
         delta[lo + i] = (g_i / g_bar) * fan_ratio * back
 
 
 @jit(inline="always")  # called per weight: no call overhead
 def _activity(trace, counts, use_counts, i):
     """x or a in the gradients: the decayed trace (3) or the spike count."""
-    return float(counts[i]) if use_counts else float(trace[i])
+    return np.float64(counts[i]) if use_counts else np.float64(trace[i])
 
 
 @jit(inline="always")  # called per weight: no call overhead
@@ -163,8 +163,8 @@ def _add_to_weight(weights, scale, sum_sq, col_sum, k, neuron, step):
     old = weights[k]
     new = np.float32(old + step / scale[neuron])
     weights[k] = new
-    sum_sq[neuron] += float(new) * float(new) - float(old) * float(old)
-    col_sum[neuron] += float(new) - float(old)
+    sum_sq[neuron] += np.float64(new) * np.float64(new) - np.float64(old) * np.float64(old)
+    col_sum[neuron] += np.float64(new) - np.float64(old)
 
 
 @jit
@@ -260,7 +260,7 @@ def regularize_weights(state, layer, eta_w, lam, beta):
     """Exponential weight regularization (13) of a hidden layer; returns its loss term."""
     loss = 0.0
     for i in range(state.neuron_start[layer], state.neuron_start[layer + 1]):
-        s = float(state.scale[i]) ** 2 * state.sum_sq[i]
+        s = np.float64(state.scale[i]) ** 2 * state.sum_sq[i]
         growth = math.exp(beta * (s - 1.0))
         loss += 0.5 * lam * growth
         state.scale[i] = np.float32(state.scale[i] * math.exp(-eta_w * lam * beta * growth))
@@ -323,6 +323,6 @@ def fold_scale(state):
             for i in range(n):
                 value = w[k, i] * state.scale[lo + i]
                 w[k, i] = value
-                state.sum_sq[lo + i] += float(value) * float(value)
-                state.col_sum[lo + i] += float(value)
+                state.sum_sq[lo + i] += np.float64(value) * np.float64(value)
+                state.col_sum[lo + i] += np.float64(value)
         state.scale[lo:hi] = 1.0

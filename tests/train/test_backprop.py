@@ -1,0 +1,648 @@
+"""The backward pass against METHOD.md, with the spikes held fixed.
+
+Every test writes spike counts, traces, thresholds and weight scales into a small simulator's
+state by hand, calls one compiled kernel of ``spikeviz.train.backprop`` and compares what it did
+with a reference computed here in float64 NumPy from the equations of METHOD.md: finite
+differences of the transfer function (5) for the WTA correction (8) and the updates (12), the
+closed forms of (11), (12) and (13), and ADAM written out step by step.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from spikeviz.encode import Events
+from spikeviz.engine import Simulator, init_network, make_dynamics
+from spikeviz.train import backprop
+
+F32 = np.float32
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def make_hyper(**changes):
+    """Hyper as the trainer builds it, with fixed Python types (one numba signature)."""
+    values = dict(
+        eta_w=0.01, eta_th=0.01, sigma=0.5, gamma=1.0, lam=0.0, beta=10.0, use_counts=False,
+        all_outputs=True, adam=False, adam_dense=False, beta1=0.9, beta2=0.999, eps=1e-8,
+    )
+    values.update(changes)
+    flags = ("use_counts", "all_outputs", "adam", "adam_dense")
+    return backprop.Hyper(**{k: bool(v) if k in flags else float(v) for k, v in values.items()})
+
+
+def make_buffers(network, adam=False, dense=False):
+    """Adam and Scratch exactly as ``Trainer.__init__`` allocates them."""
+    sizes = network.sizes
+    n_neurons, n_weights = network.flat_thresholds.size, network.flat_weights.size
+    dense = adam and dense
+    moments = backprop.Adam(
+        *(np.zeros(n_weights if adam else 0, np.float32) for _ in range(2)),
+        *(np.zeros(n_neurons if adam else 0, np.float32) for _ in range(2)),
+        np.zeros(1, np.int64),
+    )
+    scratch = backprop.Scratch(
+        delta=np.zeros(n_neurons), takes_part=np.zeros(n_neurons, np.bool_),
+        active=np.zeros(max(sizes), np.int64), part=np.zeros(max(sizes), np.int64),
+        grad_w=np.zeros(n_weights if dense else 0), grad_th=np.zeros(n_neurons if dense else 0),
+    )
+    return moments, scratch
+
+
+def layer_slice(state, layer):
+    return slice(int(state.neuron_start[layer]), int(state.neuron_start[layer + 1]))
+
+
+def stored_weights(state, layer):
+    """(M, N) view of a layer's stored weights; row k is the fan-out of input k."""
+    a, b = state.weight_start[layer], state.weight_start[layer + 1]
+    n = state.neuron_start[layer + 1] - state.neuron_start[layer]
+    return state.weights[a:b].reshape(-1, n)
+
+
+def real_weights(state, layer):
+    """(M, N) float64 real weights: stored weight times the neuron's scale."""
+    scale = state.scale[layer_slice(state, layer)].astype(np.float64)
+    return stored_weights(state, layer).astype(np.float64) * scale
+
+
+def random_spikes(rng, size, silent_fraction=0.35, max_count=4):
+    """Counts with some silent units (at least two active), traces consistent with them."""
+    counts = rng.integers(1, max_count + 1, size) * (rng.random(size) >= silent_fraction)
+    counts[rng.choice(size, 2, replace=False)] = rng.integers(1, max_count + 1, 2)
+    trace = np.where(counts > 0, counts * rng.uniform(0.2, 1.0, size), 0.0)
+    return counts.astype(np.int32), trace.astype(np.float32)
+
+
+def set_spikes(sim, rng, layer_counts=None):
+    """Random fixed spikes in the inputs and every layer; ``layer_counts`` overrides counts."""
+    counts, trace = random_spikes(rng, sim.inputs.counts.size)
+    sim.inputs.counts[:], sim.inputs.trace[:] = counts, trace
+    state = sim.state
+    for layer in range(state.neuron_start.size - 1):
+        sl = layer_slice(state, layer)
+        counts, trace = random_spikes(rng, sl.stop - sl.start)
+        if layer_counts is not None and layer_counts.get(layer) is not None:
+            counts = np.asarray(layer_counts[layer], np.int32)
+            trace = np.where(counts > 0, counts * rng.uniform(0.2, 1.0, counts.size), 0.0)
+        state.counts[sl], state.trace[sl] = counts, trace.astype(np.float32)
+
+
+def activity(counts, trace, use_counts):
+    return (counts if use_counts else trace).astype(np.float64)
+
+
+def expected_output(counts, thresholds, label, all_outputs):
+    """METHOD "Output and loss" and the output error: (a, loss, takes_part, delta)."""
+    counts = np.asarray(counts, np.float64)
+    most = counts.max()
+    a = counts / most if most > 0 else np.zeros_like(counts)
+    y = np.zeros_like(a)
+    y[label] = 1.0
+    loss = 0.5 * np.sum((a - y) ** 2)
+    takes = np.ones(a.size, bool) if all_outputs else counts > 0
+    g = 1.0 / np.asarray(thresholds, np.float64)
+    delta = np.zeros_like(a)
+    if takes.any():
+        g_bar = math.sqrt(np.mean(g[takes] ** 2))
+        delta[takes] = g[takes] / g_bar * (a - y)[takes]
+    return a, y, loss, takes, delta
+
+
+def central_gradient(f, x0, h=1e-5):
+    """Central finite differences of a scalar or vector function of a float64 array."""
+    x0 = np.asarray(x0, np.float64)
+    columns = []
+    for k in np.ndindex(x0.shape):
+        step = np.zeros_like(x0)
+        step[k] = h
+        columns.append((np.asarray(f(x0 + step)) - np.asarray(f(x0 - step))) / (2 * h))
+    out = np.array(columns)  # (x0.size, *f.shape)
+    return out.reshape(x0.shape + out.shape[1:])
+
+
+def busy_network(rng, sizes, alpha=1.0):
+    """Low thresholds, floors at 90% of them, excitatory bias: threshold regularization hits
+    the floor within a few events (as in tests/engine/test_kernels.py)."""
+    network = init_network(sizes, rng, alpha=alpha, floor_fraction=0.9)
+    for w in network.weights:
+        w += np.float32(0.3 * np.sqrt(3 / w.shape[0]))
+    return network
+
+
+def recomputed_sums(state):
+    sum_sq, col_sum = [], []
+    for layer in range(state.neuron_start.size - 1):
+        w = stored_weights(state, layer).astype(np.float64)
+        sum_sq.append(np.sum(w ** 2, axis=0))
+        col_sum.append(np.sum(w, axis=0))
+    return np.concatenate(sum_sq), np.concatenate(col_sum)
+
+
+def assert_sums_tracked(state):
+    sum_sq, col_sum = recomputed_sums(state)
+    np.testing.assert_allclose(state.sum_sq, sum_sq, rtol=1e-12)
+    np.testing.assert_allclose(state.col_sum, col_sum, rtol=1e-12, atol=1e-12)
+
+
+# --- 1. error normalization (11) with the WTA correction (8) -------------------------------------
+
+def wta_transfer(x, w_up, th_up, kappa, sigma, gamma):
+    """a(x) from the linear system (7) built on (5), over the n active neurons of a WTA layer:
+    a = (1/gamma) diag(1/Vth) W x + (sigma kappa/gamma) (J - I) a."""
+    n = th_up.size
+    lateral = sigma * kappa / gamma * (np.ones((n, n)) - np.eye(n))
+    return np.linalg.solve(np.eye(n) - lateral, (w_up @ x) / (gamma * th_up))
+
+
+@pytest.mark.parametrize(
+    "kappa, sigma, gamma",
+    [
+        (0.0, 0.5, 1.0),  # no WTA: plain (11)
+        (-0.2, 0.5, 1.0),
+        (-0.4, 0.5, 1.0),
+        (-1.0, 0.5, 1.0),  # n = 3: the printed (8) divides by zero here (METHOD "Correction")
+        (-0.7, 0.8, 1.5),
+        (-1.0, 1.0, 0.8),
+    ],
+)
+@pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize("upper_silent", [False, True])
+def test_backpropagate_matches_finite_differences_of_the_wta_transfer_function(
+    kappa, sigma, gamma, scaled, upper_silent
+):
+    rng = np.random.default_rng(11)
+    n_up = 4 if upper_silent else 3  # with upper_silent, one of 4 takes no part: n = 3
+    network = init_network((5, 7, n_up), rng)
+    network.thresholds[0][:] = rng.uniform(0.3, 1.2, 7)
+    network.thresholds[1][:] = rng.uniform(0.3, 1.2, n_up)
+    sim = Simulator(network)
+    state = sim.state
+    if scaled:
+        state.scale[:] = rng.uniform(0.6, 1.5, state.scale.size)
+    lower, upper = layer_slice(state, 0), layer_slice(state, 1)
+    lower_counts = np.array([2, 0, 1, 3, 0, 1, 4], np.int32)
+    state.counts[lower] = lower_counts
+    delta = np.zeros(state.thresholds.size)
+    takes_part = np.zeros(state.thresholds.size, np.bool_)
+    delta[upper] = rng.normal(size=n_up)
+    takes_part[upper] = True
+    if upper_silent:
+        takes_part[upper.start + 2] = False  # its delta must be ignored, and n = 3
+    part_up = takes_part[upper].copy()
+    delta_up = delta[upper].copy()
+    hyper = make_hyper(sigma=sigma, gamma=gamma)
+
+    backprop.backpropagate(state, 0, kappa, hyper, delta, takes_part)
+
+    w_up = real_weights(state, 1).T[part_up]  # (n, 7): w_up[j, i] from lower i to upper j
+    th_up = state.thresholds[upper].astype(np.float64)[part_up]
+    x0 = rng.uniform(0.0, 2.0, 7)  # the system is linear: any operating point
+    jac = central_gradient(lambda x: wta_transfer(x, w_up, th_up, kappa, sigma, gamma), x0)
+    assert np.all(np.isfinite(jac))
+    back = jac @ (delta_up[part_up] * gamma * th_up)  # sum_j delta_j gamma Vth_j da_j/dx_i
+    active = lower_counts > 0
+    g = 1.0 / state.thresholds[lower].astype(np.float64)
+    g_bar = math.sqrt(np.mean(g[active] ** 2))
+    expected = np.where(active, g / g_bar * math.sqrt(active.size / active.sum()) * back, 0.0)
+
+    np.testing.assert_array_equal(takes_part[lower], active)
+    assert np.all(np.isfinite(delta[lower]))
+    # numba's float() keeps float32 operands float32: w * scale is a float32 product (see report)
+    np.testing.assert_allclose(delta[lower], expected, rtol=1e-6, atol=5e-7)
+    np.testing.assert_array_equal(delta[upper], delta_up)  # the upper errors are left alone
+
+
+def test_backpropagate_with_no_active_lower_neuron_gives_no_error():
+    rng = np.random.default_rng(3)
+    sim = Simulator(init_network((4, 5, 3), rng))
+    state = sim.state
+    delta = np.full(state.thresholds.size, 7.0)
+    takes_part = np.ones(state.thresholds.size, np.bool_)
+    delta[5:] = rng.normal(size=3)
+    backprop.backpropagate(state, 0, -0.5, make_hyper(), delta, takes_part)
+    assert not takes_part[:5].any()
+
+
+# --- 2. output layer --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("all_outputs", [True, False])
+@pytest.mark.parametrize(
+    "counts, label, predicted",
+    [
+        ([0, 3, 1, 0, 0, 0, 0, 2, 0, 0], 1, 1),
+        ([0, 3, 1, 0, 0, 0, 0, 2, 0, 0], 4, 1),
+        ([0, 3, 1, 0, 0, 0, 0, 3, 0, 0], 7, -1),  # a tie for the maximum is an error
+        ([0] * 10, 2, -1),  # no output spike
+        ([0, 0, 0, 0, 0, 0, 0, 0, 0, 5], 9, 9),
+        ([1] * 10, 0, -1),
+    ],
+)
+def test_output_error_loss_prediction_and_normalized_deltas(all_outputs, counts, label, predicted):
+    rng = np.random.default_rng(5)
+    network = init_network((6, 4, 10), rng)  # the output layer is the last one, not layer 0
+    network.thresholds[1][:] = rng.uniform(0.2, 1.5, 10)
+    sim = Simulator(network)
+    state = sim.state
+    state.counts[:4] = [3, 0, 2, 9]
+    state.counts[4:] = counts
+    delta = np.full(14, 99.0)
+    takes_part = np.zeros(14, np.bool_)
+
+    loss, got = backprop.output_error(state, label, all_outputs, delta, takes_part)
+
+    _, _, loss_ref, takes_ref, delta_ref = expected_output(
+        counts, state.thresholds[4:], label, all_outputs
+    )
+    assert got == predicted
+    assert loss == pytest.approx(loss_ref, rel=1e-12)
+    np.testing.assert_array_equal(takes_part[4:], takes_ref)
+    # 1/Vth^2 is computed in float32 by the kernel (numba's float() keeps float32)
+    np.testing.assert_allclose(delta[4:], delta_ref, rtol=1e-6, atol=1e-12)
+    assert np.all(delta[:4] == 99.0)  # hidden errors are not its business
+
+
+# --- 3. weight update (12) is gradient descent on the transfer function (5) ---------------------
+
+@pytest.mark.parametrize("use_counts", [False, True])
+@pytest.mark.parametrize("all_outputs", [True, False])
+@pytest.mark.parametrize("scaled", [False, True])
+def test_sgd_weight_update_is_gradient_descent_on_the_first_order_transfer_function(
+    use_counts, all_outputs, scaled
+):
+    """dW = -eta_w sqrt(N/m) (gamma/g_bar) dL/dW, L = 1/2 ||a - y||^2 over the neurons taking
+    part, with a_i following (5) without WTA: da_i/dw_ik = x_k / (gamma Vth_i).
+
+    The error a - y is the one of the spikes (a = n / max n); (5) supplies the slope.  So a(W) is
+    taken as the observed a plus the change of s/(gamma Vth): a(W0) is what the spikes gave.
+    """
+    rng = np.random.default_rng(21 + use_counts + 2 * all_outputs + 4 * scaled)
+    n_in, n_out, gamma, eta_w = 8, 10, 1.3, 0.01
+    network = init_network((n_in, n_out), rng)
+    network.thresholds[0][:] = rng.uniform(0.3, 1.2, n_out)
+    sim = Simulator(network)
+    state = sim.state
+    if scaled:
+        state.scale[:] = rng.uniform(0.6, 1.5, n_out)
+    set_spikes(sim, rng, {0: [0, 1, 3, 0, 2, 1, 0, 4, 1, 0]})
+    label = 3  # a silent correct neuron
+    hyper = make_hyper(eta_w=eta_w, gamma=gamma, use_counts=use_counts, all_outputs=all_outputs)
+    adam, scratch = make_buffers(network)
+    w0 = real_weights(state, 0)
+    stored0 = stored_weights(state, 0).copy()
+    th_before = network.thresholds[0].copy()
+
+    backprop.output_error(state, label, all_outputs, scratch.delta, scratch.takes_part)
+    backprop.update_layer(state, sim.inputs, 0, 0.0, hyper, adam, scratch, F32(0.0))
+
+    x = activity(sim.inputs.counts, sim.inputs.trace, use_counts)
+    active = sim.inputs.counts > 0
+    m = active.sum()
+    th0 = th_before.astype(np.float64)  # update_layer also moved the thresholds
+    a_out, y, _, takes, _ = expected_output(state.counts, th0, label, all_outputs)
+
+    def loss(w):
+        a = a_out + ((w - w0).T @ (x * active)) / (gamma * th0)
+        return 0.5 * np.sum(((a - y) ** 2)[takes])
+
+    grad = central_gradient(loss, w0, h=1e-6)
+    g_bar = math.sqrt(np.mean((1.0 / th0[takes]) ** 2))
+    expected = -eta_w * math.sqrt(n_out / m) * (gamma / g_bar) * grad
+    change = real_weights(state, 0) - w0
+    assert np.abs(expected).max() > 1e-3  # a real update was checked
+    np.testing.assert_allclose(change, expected, rtol=1e-4, atol=3e-7)
+    used = np.outer(active, takes)
+    np.testing.assert_array_equal(stored_weights(state, 0)[~used], stored0[~used])
+
+
+# --- 4. threshold update ------------------------------------------------------------------------
+
+def too_much_and_silent_setup(seed=31):
+    """One WTA output layer: neuron 5 fires most (a = 1) while the label is 3, which is silent."""
+    rng = np.random.default_rng(seed)
+    network = init_network((6, 10), rng)
+    network.thresholds[0][:] = rng.uniform(0.4, 1.0, 10)
+    sim = Simulator(network)
+    set_spikes(sim, rng, {0: [0, 1, 0, 0, 2, 4, 0, 1, 0, 0]})
+    return network, sim
+
+
+@pytest.mark.parametrize("use_counts", [False, True])
+def test_train_step_raises_the_threshold_of_an_overactive_neuron_and_lowers_a_silent_target(
+    use_counts,
+):
+    kappa = -1.0
+    network, sim = too_much_and_silent_setup()
+    before = network.thresholds[0].copy()
+    adam, scratch = make_buffers(network)
+    hyper = make_hyper(eta_th=0.01, use_counts=use_counts)
+    floors = np.zeros(1, np.float32)
+    backprop.train_step(sim.state, sim.inputs, 3, np.array([kappa]), floors, hyper, adam, scratch)
+    after = network.thresholds[0]
+    assert after[5] > before[5]  # fires too much: higher threshold
+    assert after[3] < before[3]  # silent neuron of the correct class: lower threshold
+
+
+@pytest.mark.parametrize("kappa", [0.0, -0.4, -1.0])
+@pytest.mark.parametrize("use_counts", [False, True])
+@pytest.mark.parametrize("gamma", [1.0, 1.4])
+def test_threshold_update_closed_form_and_finite_differences(kappa, use_counts, gamma):
+    """dVth_i = +eta_th sqrt(N/(m M)) delta_i a_hat_i, a_hat_i = gamma a_i - sigma sum_{j!=i}
+    kappa a_j, which is -eta_th sqrt(N/(m M)) (gamma/g_bar) dL/dVth_i by (5) and (6)."""
+    network, sim = too_much_and_silent_setup(seed=32)
+    state = sim.state
+    eta_th, sigma, label = 0.02, 0.5, 3
+    hyper = make_hyper(eta_th=eta_th, gamma=gamma, sigma=sigma, use_counts=use_counts)
+    adam, scratch = make_buffers(network)
+    th0 = network.thresholds[0].astype(np.float64)
+
+    backprop.output_error(state, label, True, scratch.delta, scratch.takes_part)
+    backprop.update_layer(state, sim.inputs, 0, kappa, hyper, adam, scratch, F32(0.0))
+
+    n, fan_in = 10, 6
+    m = np.sum(sim.inputs.counts > 0)
+    a_out, y, _, takes, delta = expected_output(state.counts, th0, label, True)
+    a = activity(state.counts, state.trace, use_counts)
+    a_hat = gamma * a - sigma * kappa * (a.sum() - a)
+    closed = eta_th * math.sqrt(n / (m * fan_in)) * delta * a_hat
+    change = network.thresholds[0].astype(np.float64) - th0
+    np.testing.assert_allclose(change, closed, rtol=1e-4, atol=2e-7)
+
+    # (5) at fixed s and fixed other neurons: a_i(Vth) = s_i / (gamma Vth_i) + sigma kappa
+    # sum_{j!=i} a_j / gamma with s_i = Vth_i a_hat_i, so that a_i(Vth0) is the observed a_i.
+    s = th0 * a_hat
+
+    def loss(th):
+        a_now = a_out + s / (gamma * th) - s / (gamma * th0)
+        return 0.5 * np.sum(((a_now - y) ** 2)[takes])
+
+    grad = central_gradient(loss, th0, h=1e-6)
+    g_bar = math.sqrt(np.mean((1.0 / th0) ** 2))
+    descent = -eta_th * math.sqrt(n / (m * fan_in)) * (gamma / g_bar) * grad
+    np.testing.assert_allclose(change, descent, rtol=1e-4, atol=2e-7)
+    if kappa < 0:
+        assert change[5] > 0 and change[3] < 0
+
+
+def test_thresholds_never_fall_below_the_floor():
+    kappa = -1.0
+    network, sim = too_much_and_silent_setup()
+    state = sim.state
+    network.thresholds[0][3] = 0.3  # the lowest: the floor below it blocks only neuron 3
+    hyper = make_hyper(eta_th=0.05)
+    before = network.thresholds[0].copy()
+    probe = network.copy()  # where the thresholds would go without a floor
+    probe_sim = Simulator(probe)
+    probe_sim.state.counts[:], probe_sim.state.trace[:] = state.counts, state.trace
+    probe_sim.inputs.counts[:], probe_sim.inputs.trace[:] = sim.inputs.counts, sim.inputs.trace
+    adam, scratch = make_buffers(probe)
+    backprop.train_step(probe_sim.state, probe_sim.inputs, 3, np.array([kappa]),
+                        np.zeros(1, np.float32), hyper, adam, scratch)
+    free = probe.thresholds[0].copy()
+    assert free[3] < before[3]
+    floor = F32(0.5 * (free[3] + before[3]))  # blocks neuron 3's decrease half way
+    assert floor < np.delete(free, 3).min()
+
+    adam, scratch = make_buffers(network)
+    backprop.train_step(state, sim.inputs, 3, np.array([kappa]), np.array([floor], np.float32),
+                        hyper, adam, scratch)
+    after = network.thresholds[0]
+    assert after[3] == floor
+    assert np.all(after >= floor)
+    np.testing.assert_array_equal(np.delete(after, 3), np.delete(free, 3))
+
+
+# --- 5. weight regularization (13) -------------------------------------------------------------
+
+def regularized_network(rng, sizes=(6, 4, 3)):
+    """Hidden neurons with sums of squared real weights around 1.1..1.3 and non-unit scales."""
+    network = init_network(sizes, rng)
+    w = network.weights[0]
+    scale = rng.uniform(0.7, 1.4, sizes[1])
+    target = rng.uniform(1.1, 1.3, sizes[1])
+    w *= np.sqrt(target / np.sum(w.astype(np.float64) ** 2, axis=0)) / scale
+    sim = Simulator(network)  # tracked sums from the weights just set
+    sim.state.scale[: sizes[1]] = scale
+    return network, sim
+
+
+def test_regularize_weights_shrinks_real_weights_by_exp_minus_r():
+    rng = np.random.default_rng(41)
+    network, sim = regularized_network(rng)
+    state = sim.state
+    eta_w, lam, beta = 0.05, 0.02, 10.0
+    real0, out0 = real_weights(state, 0), real_weights(state, 1)
+    s = np.sum(real0 ** 2, axis=0)  # of the REAL weights
+    assert np.all(np.abs(s - np.sum(stored_weights(state, 0).astype(float) ** 2, axis=0)) > 0.01)
+
+    loss = backprop.regularize_weights(state, 0, eta_w, lam, beta)
+
+    growth = np.exp(beta * (s - 1.0))
+    r = eta_w * lam * beta * growth
+    assert r.min() > 1e-3
+    assert loss == pytest.approx(np.sum(0.5 * lam * growth), rel=1e-6)
+    np.testing.assert_allclose(real_weights(state, 0), real0 * np.exp(-r), rtol=1e-6)
+    np.testing.assert_array_equal(real_weights(state, 1), out0)
+
+
+def test_regularizer_gradient_and_its_first_order_agreement_with_the_decay():
+    rng = np.random.default_rng(42)
+    network, sim = regularized_network(rng)
+    state = sim.state
+    lam, beta = 0.04, 10.0
+    real0 = real_weights(state, 0)
+
+    def l_w(w):  # (13) of one neuron
+        return 0.5 * lam * math.exp(beta * (np.sum(w ** 2) - 1.0))
+
+    grads = np.stack([central_gradient(l_w, real0[:, i], h=1e-7) for i in range(4)], axis=1)
+    s = np.sum(real0 ** 2, axis=0)
+    closed = lam * beta * real0 * np.exp(beta * (s - 1.0))
+    np.testing.assert_allclose(grads, closed, rtol=1e-6, atol=1e-10)
+
+    eta_w = 1e-3  # small: exp(-r) = 1 - eta dL_w/dw / w + O(r^2)
+    backprop.regularize_weights(state, 0, eta_w, lam, beta)
+    ratio = real_weights(state, 0) / real0
+    r = eta_w * grads / real0
+    assert r.max() < 1e-2
+    np.testing.assert_allclose(1.0 - ratio, r, rtol=2e-2)
+
+
+def test_train_step_regularizes_hidden_layers_only_and_adds_their_loss():
+    rng = np.random.default_rng(43)
+    network, sim = regularized_network(rng, (6, 4, 10))
+    state = sim.state
+    set_spikes(sim, rng)
+    scale0 = state.scale.copy()
+    eta_w, lam, beta, label = 0.01, 0.02, 10.0, 2
+    hyper = make_hyper(eta_w=eta_w, lam=lam, beta=beta)
+    adam, scratch = make_buffers(network)
+    _, _, out_loss, _, _ = expected_output(state.counts[4:], state.thresholds[4:], label, True)
+
+    loss, _ = backprop.train_step(state, sim.inputs, label, np.array([-0.4, -1.0]),
+                                  np.zeros(2, np.float32), hyper, adam, scratch)
+
+    # S of each hidden neuron after the update (12), before the decay: old scale, new stored.
+    s = scale0[:4].astype(np.float64) ** 2 * np.sum(
+        stored_weights(state, 0).astype(np.float64) ** 2, axis=0
+    )
+    growth = np.exp(beta * (s - 1.0))
+    assert loss == pytest.approx(out_loss + np.sum(0.5 * lam * growth), rel=1e-6)
+    np.testing.assert_allclose(state.scale[:4], scale0[:4] * np.exp(-eta_w * lam * beta * growth),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(state.scale[4:], scale0[4:])  # the output layer: no (13)
+
+
+# --- 6. bookkeeping of the tracked sums and the scale ------------------------------------------
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam_lazy", "adam_dense"])
+def test_tracked_sums_follow_the_stored_weights_through_training_steps(optimizer):
+    rng = np.random.default_rng(51)
+    network = init_network((12, 8, 6, 10), rng)
+    sim = Simulator(network)
+    state = sim.state
+    use_adam = optimizer != "sgd"
+    adam, scratch = make_buffers(network, adam=use_adam, dense=optimizer == "adam_dense")
+    hyper = make_hyper(eta_w=0.01, eta_th=0.001, lam=0.02, adam=use_adam,
+                       adam_dense=optimizer == "adam_dense")
+    weights0 = state.weights.copy()
+    kappas, floors = np.array([-0.4, 0.0, -1.0]), network.threshold_floors
+    for _ in range(6):
+        set_spikes(sim, rng)
+        backprop.train_step(state, sim.inputs, int(rng.integers(10)), kappas, floors, hyper,
+                            adam, scratch)
+    assert np.sum(state.weights != weights0) > state.weights.size // 4
+    assert np.all(state.scale[:14] < 1.0)  # hidden layers decayed
+    assert_sums_tracked(state)
+
+    real = [real_weights(state, layer) for layer in range(3)]
+    backprop.fold_scale(state)
+    np.testing.assert_array_equal(state.scale, 1.0)
+    for layer in range(3):
+        np.testing.assert_allclose(real_weights(state, layer), real[layer], rtol=1e-6)
+    assert_sums_tracked(state)
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_tracked_sums_follow_the_weight_boost_of_threshold_regularization(scaled):
+    rng = np.random.default_rng(61)
+    network = busy_network(rng, (20, 15, 5))
+    sim = Simulator(network)
+    if scaled:
+        sim.state.scale[:] = rng.uniform(0.8, 1.2, sim.state.scale.size)
+    weights0 = sim.state.weights.copy()
+    times = np.sort(rng.uniform(0, 50.0, 300))
+    events = Events(times, rng.integers(0, 20, 300).astype(np.int32))
+    sim.run(events, 50.0, kappas=[-0.4, -1.0], dynamics=make_dynamics(rho=5e-3, weight_boost=1.0))
+    assert np.sum(sim.state.counts) > 20
+    boosted = np.any(stored_weights(sim.state, 0) != weights0[: 20 * 15].reshape(20, 15), axis=0)
+    assert boosted.sum() >= 2  # floors were hit: whole columns rose
+    assert_sums_tracked(sim.state)
+
+
+# --- 7. ADAM ----------------------------------------------------------------------------------
+
+def adam_setup(seed, dense):
+    rng = np.random.default_rng(seed)
+    network = init_network((8, 10), rng)
+    network.thresholds[0][:] = rng.uniform(0.4, 1.0, 10)
+    sim = Simulator(network)
+    adam, scratch = make_buffers(network, adam=True, dense=dense)
+    hyper = make_hyper(eta_w=0.01, eta_th=0.01, adam=True, adam_dense=dense, all_outputs=False)
+    return rng, network, sim, adam, scratch, hyper
+
+
+def reference_gradients(sim, label, hyper):
+    """(12) divided by -eta: weights sqrt(N/m) delta_i x_j, thresholds -sqrt(N/(mM)) delta a_hat."""
+    state, inputs = sim.state, sim.inputs
+    th = state.thresholds.astype(np.float64)
+    _, _, _, takes, delta = expected_output(state.counts, th, label, hyper.all_outputs)
+    x = activity(inputs.counts, inputs.trace, hyper.use_counts)
+    active = inputs.counts > 0
+    m, n, fan_in = active.sum(), th.size, inputs.counts.size
+    used = np.outer(active, takes & (delta != 0))
+    grad_w = np.where(used, math.sqrt(n / m) * np.outer(x, delta), 0.0)
+    a = activity(state.counts, state.trace, hyper.use_counts)
+    grad_th = np.where(takes, -math.sqrt(n / (m * fan_in)) * delta * hyper.gamma * a, 0.0)
+    return grad_w, grad_th, used, takes
+
+
+def adam_direction(m, v, grad, t, hyper):
+    m = hyper.beta1 * m + (1 - hyper.beta1) * grad
+    v = hyper.beta2 * v + (1 - hyper.beta2) * grad ** 2
+    m_hat, v_hat = m / (1 - hyper.beta1 ** t), v / (1 - hyper.beta2 ** t)
+    return m, v, m_hat / (np.sqrt(v_hat) + hyper.eps)
+
+
+def snapshot(state, adam):
+    """Real weights, thresholds and ADAM moments as float64 copies."""
+    return dict(
+        w=real_weights(state, 0), th=state.thresholds.astype(np.float64),
+        m_w=adam.m_w.astype(np.float64).reshape(8, 10),
+        v_w=adam.v_w.astype(np.float64).reshape(8, 10),
+        m_th=adam.m_th.astype(np.float64), v_th=adam.v_th.astype(np.float64),
+    )
+
+
+def two_steps(dense):
+    """Two ADAM steps; in the second one the output neurons 0..4 are silent (take no part)."""
+    rng, network, sim, adam, scratch, hyper = adam_setup(71, dense)
+    state = sim.state
+    record = []
+    for counts in ([1, 2, 0, 3, 1, 0, 2, 1, 0, 1], [0, 0, 0, 0, 0, 2, 1, 3, 0, 1]):
+        set_spikes(sim, rng, {0: counts})
+        label = 3
+        grad_w, grad_th, used, takes = reference_gradients(sim, label, hyper)
+        before = snapshot(state, adam)
+        backprop.train_step(state, sim.inputs, label, np.zeros(1), np.zeros(1, np.float32), hyper,
+                            adam, scratch)
+        record.append((grad_w, grad_th, used, takes, before))
+    assert adam.step[0] == 2
+    return sim, adam, hyper, record
+
+
+def test_lazy_adam_moves_used_weights_by_the_adam_direction_and_leaves_the_rest_alone():
+    sim, adam, hyper, record = two_steps(dense=False)
+    state = sim.state
+    afters = [record[1][4], snapshot(state, adam)]
+    for t, ((grad_w, grad_th, used, takes, before), after) in enumerate(zip(record, afters), 1):
+        assert used.sum() > 5 and (~used).sum() > 5
+        m, v, direction = adam_direction(before["m_w"], before["v_w"], grad_w, t, hyper)
+        change = after["w"] - before["w"]
+        np.testing.assert_allclose(change[used], -hyper.eta_w * direction[used], rtol=1e-5,
+                                   atol=1e-7)
+        np.testing.assert_allclose(after["m_w"][used], m[used], rtol=1e-5)
+        np.testing.assert_allclose(after["v_w"][used], v[used], rtol=1e-5)
+        np.testing.assert_array_equal(change[~used], 0.0)  # lazy: unused weights stay
+        np.testing.assert_array_equal(after["m_w"][~used], before["m_w"][~used])
+        np.testing.assert_array_equal(after["v_w"][~used], before["v_w"][~used])
+        m, v, direction = adam_direction(before["m_th"], before["v_th"], grad_th, t, hyper)
+        change = after["th"] - before["th"]
+        np.testing.assert_allclose(change[takes], -hyper.eta_th * direction[takes], rtol=1e-5,
+                                   atol=1e-7)
+        np.testing.assert_array_equal(change[~takes], 0.0)
+    # the second step's silent neurons had moments from the first one, and kept them
+    assert np.any(record[0][2] & ~record[1][2])
+
+
+def test_dense_adam_updates_the_moments_of_every_weight():
+    sim, adam, hyper, record = two_steps(dense=True)
+    state = sim.state
+    grad_w, grad_th, used, takes, before = record[1]
+    used_first = record[0][2]
+    m, v, direction = adam_direction(before["m_w"], before["v_w"], grad_w, 2, hyper)
+    np.testing.assert_allclose(adam.m_w.reshape(8, 10), m, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(adam.v_w.reshape(8, 10), v, rtol=1e-5, atol=1e-15)
+    change = real_weights(state, 0) - before["w"]
+    np.testing.assert_allclose(change, -hyper.eta_w * direction, rtol=1e-5, atol=1e-7)
+    stale = used_first & ~used  # took part in step 1 only: momentum keeps moving them
+    assert stale.sum() > 5
+    assert np.all(adam.m_w.reshape(8, 10)[stale] != before["m_w"][stale])
+    assert np.all(change[stale] != 0.0)
+    never = ~used_first & ~used
+    np.testing.assert_array_equal(change[never], 0.0)
+    m, v, direction = adam_direction(before["m_th"], before["v_th"], grad_th, 2, hyper)
+    np.testing.assert_allclose(adam.m_th, m, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(state.thresholds - before["th"], -hyper.eta_th * direction,
+                               rtol=1e-5, atol=1e-7)
