@@ -61,11 +61,12 @@ class Trainer:
         n_neurons, n_weights = self.network.flat_thresholds.size, self.network.flat_weights.size
         adam = config.optimizer == "adam"
         dense = adam and config.adam_update == "dense"
-        self.adam = backprop.Adam(
-            *(np.zeros(n_weights if adam else 0, np.float32) for _ in range(2)),
-            *(np.zeros(n_neurons if adam else 0, np.float32) for _ in range(2)),
-            np.zeros(1, np.int64),
-        )
+        # The two moments of a parameter sit side by side (one cache line for both): the weight
+        # updates of a sample are scattered, and a second miss per update cost ~20% of a step.
+        moments_w = np.zeros((n_weights if adam else 0, 2), np.float32)
+        moments_th = np.zeros((n_neurons if adam else 0, 2), np.float32)
+        self.adam = backprop.Adam(moments_w[:, 0], moments_w[:, 1], moments_th[:, 0],
+                                  moments_th[:, 1], np.zeros(1, np.int64))
         self.scratch = backprop.Scratch(
             delta=np.zeros(n_neurons), takes_part=np.zeros(n_neurons, np.bool_),
             active=np.zeros(max(sizes), np.int64), part=np.zeros(max(sizes), np.int64),
