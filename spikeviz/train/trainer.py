@@ -223,7 +223,7 @@ class Trainer:
                 raise DivergenceError(
                     f"layer {layer} has NaN or infinite weights or thresholds after "
                     f"{self.position} samples of epoch {self.epoch + 1}: lower eta_w "
-                    f"(now {self.config.eta_w}) or lam (now {self.config.lam})"
+                    f"(now {self.hyper.eta_w:g}) or lam (now {self.config.lam})"
                 )
         stats = self.firing_statistics()
         max_rate = 1000.0 / max(self.config.t_ref_ms, 0.1)  # spikes/s a refractory neuron allows
