@@ -55,6 +55,7 @@ class NaiveLayer:
         self.floor = F32(floor)
         n = self.th.size
         self.scale = np.ones(n, F32) if scale is None else np.array(scale, dtype=F32)
+        self.boost = np.zeros(n, F32)  # weight increase owed by threshold regularization
         self.v = np.zeros(n, F32)
         self.last_spike = np.full(n, -np.inf)
         self.trace = np.zeros(n, F32)
@@ -97,6 +98,7 @@ def simulate(weights, thresholds, floors, times, channels, end_ms, kappas, dyn, 
             sources = fired
     for layer in layers:
         layer.trace = _trace_at(layer.trace, layer.last_spike, end_ms, dyn.tau_mp_ms)
+        layer.w += layer.boost  # the owed weight increases, once at the end of the sample
     x_trace = _trace_at(x_trace, x_last, end_ms, dyn.tau_mp_ms)
     return layers, (x_trace, x_counts), spikes, potentials
 
@@ -154,7 +156,8 @@ def _regularize_thresholds(layer, fired, dyn):
     for i in range(layer.th.size):
         lowered = layer.th[i] - fall
         if lowered < layer.floor:
-            layer.w[:, i] += F32(dyn.weight_boost) * min(fall, layer.floor - lowered) / layer.scale[i]
+            blocked = min(fall, layer.floor - lowered)
+            layer.boost[i] += F32(dyn.weight_boost) * blocked / layer.scale[i]
             layer.th[i] = layer.floor
         else:
             layer.th[i] = lowered

@@ -17,8 +17,10 @@ The model is written here once; equation numbers are the paper's, decisions are 
 6. threshold regularization (Sec. 5.2, training only, rho > 0): when Nw of the N neurons fired on
                     this event, each of them raises Vth by rho * N, then all N lower it by rho * Nw;
                     a threshold that would fall below its floor stays at the floor and all weights
-                    of that neuron rise by the blocked decrease times ``weight_boost``.  V is
-                    re-clipped to the new thresholds.
+                    of that neuron rise by the blocked decrease times ``weight_boost``, summed
+                    over the sample and applied at its end (a column of M weights per spike
+                    event cost as much as the rest of the sample).  V is re-clipped to the new
+                    thresholds.
 7. traces (3):      x_k(t) = sum_p exp((t_p - t) / tau_mp) over the spikes of input k, a_i(t)
                     likewise over the output spikes of neuron i; kept lazily as the value at the
                     neuron's last spike and brought to the end of the presentation at readout.
@@ -58,6 +60,8 @@ class State(NamedTuple):
     sum_sq: np.ndarray  # (sum N_l,) float64, sum of the squared stored weights of each neuron
     #                     (np.float64(x), not float(x): numba keeps float(float32) in float32)
     col_sum: np.ndarray  # (sum N_l,) float64, sum of the stored weights of each neuron
+    boost: np.ndarray  # (sum N_l,) float32, weight increase owed to each neuron by threshold
+    #                    regularization at the floor, applied at the end of the sample
     last_spike_ms: np.ndarray  # (sum N_l,) float64, t_out; -inf before the first spike
     trace: np.ndarray  # (sum N_l,) float32, a_i at last_spike_ms; at the end time after readout
     counts: np.ndarray  # (sum N_l,) int32, output spikes in this sample
@@ -120,6 +124,7 @@ def reset_state(inputs, state, rec):
     state.counts[:] = 0
     state.n_refractory[:] = 0
     state.clock_ms[:] = 0.0
+    state.boost[:] = 0.0
     rec.seen[:] = 0
 
 
@@ -267,45 +272,72 @@ def _make_refractory(refractory, n_refractory, layer_index, lo, neuron):
 
 
 @jit
-def _regularize_thresholds(weights, potentials, thresholds, scale, sum_sq, col_sum, floor, fired,
-                           rho, weight_boost):
+def _any_blocked(thresholds, fall, floor):
+    """Whether lowering every threshold by ``fall`` takes one below the floor (vectorized)."""
+    blocked = False
+    for i in range(thresholds.size):
+        blocked |= thresholds[i] - fall < floor
+    return blocked
+
+
+@jit
+def _regularize_thresholds(potentials, thresholds, scale, boost, floor, fired, rho, weight_boost):
     """Threshold regularization (Sec. 5.2) after the neurons ``fired`` fired on one event.
 
-    ``weights`` is the layer's (M, N) matrix of stored weights; the real increment is divided by
-    the neuron's scale, and the tracked sums follow.
+    A decrease blocked at the floor is owed to the neuron's weights in ``boost`` (stored units:
+    divided by its scale).  Thresholds rarely reach the floor, so the common case is one
+    branch-free, vectorized pass.
     """
     th, v = thresholds, potentials
     rise = np.float32(rho * th.size)
     fall = np.float32(rho * fired.size)
     for j in fired:
         th[j] += rise
+    if not _any_blocked(th, fall, floor):
+        for i in range(th.size):
+            lowered = th[i] - fall
+            th[i] = lowered
+            v[i] = min(max(v[i], -lowered), lowered)
+        return
     for i in range(th.size):
         lowered = th[i] - fall
         if lowered < floor:
             # The threshold stays at its floor; the weights take the blocked decrease instead.
-            boost = np.float32(weight_boost) * min(fall, floor - lowered) / scale[i]
+            boost[i] += np.float32(weight_boost) * min(fall, floor - lowered) / scale[i]
             th[i] = floor
-            for k in range(weights.shape[0]):
-                old = weights[k, i]
-                weights[k, i] = old + boost
-                # Track the float32 weights exactly: each sum rounds differently.
-                sum_sq[i] += np.float64(weights[k, i]) ** 2 - np.float64(old) ** 2
-                col_sum[i] += np.float64(weights[k, i]) - np.float64(old)
         else:
             th[i] = lowered
         v[i] = min(max(v[i], -th[i]), th[i])
 
 
 @jit
+def _apply_boosts(state):
+    """Raise the weights of every neuron owed a boost (see _regularize_thresholds), tracking
+    the sums of its stored weights exactly."""
+    for layer in range(state.neuron_start.size - 1):
+        lo, hi = state.neuron_start[layer], state.neuron_start[layer + 1]
+        n = hi - lo
+        w_lo = state.weight_start[layer]
+        for i in range(n):
+            boost = state.boost[lo + i]
+            if boost == 0.0:
+                continue
+            for k in range((state.weight_start[layer + 1] - w_lo) // n):
+                old = state.weights[w_lo + k * n + i]
+                new = old + boost
+                state.weights[w_lo + k * n + i] = new
+                state.sum_sq[lo + i] += np.float64(new) ** 2 - np.float64(old) ** 2
+                state.col_sum[lo + i] += np.float64(new) - np.float64(old)
+            state.boost[lo + i] = 0.0
+
+
+@jit
 def _regularize_layer(state, layer_index, fired, dyn):
     """Threshold regularization of one layer (training only: slices are fine here)."""
     lo, hi = state.neuron_start[layer_index], state.neuron_start[layer_index + 1]
-    w_lo, w_hi = state.weight_start[layer_index], state.weight_start[layer_index + 1]
-    weights = state.weights[w_lo:w_hi].reshape(((w_hi - w_lo) // (hi - lo), hi - lo))
     _regularize_thresholds(
-        weights, state.potentials[lo:hi], state.thresholds[lo:hi], state.scale[lo:hi],
-        state.sum_sq[lo:hi], state.col_sum[lo:hi], state.floor[layer_index], fired, dyn.rho,
-        dyn.weight_boost,
+        state.potentials[lo:hi], state.thresholds[lo:hi], state.scale[lo:hi], state.boost[lo:hi],
+        state.floor[layer_index], fired, dyn.rho, dyn.weight_boost,
     )
 
 
@@ -451,3 +483,5 @@ def run_sample(times_ms, channels, end_ms, inputs, state, kappas, dyn, rec):
             n_sources = n_fired
     _traces_at(inputs.trace, inputs.last_ms, end_ms, dyn.tau_mp_ms)
     _traces_at(state.trace, state.last_spike_ms, end_ms, dyn.tau_mp_ms)
+    if dyn.rho > 0.0:
+        _apply_boosts(state)

@@ -244,6 +244,7 @@ def _state(network):
         scale=np.ones(n, FLOAT),
         sum_sq=_per_neuron_sums(network, squared=True),
         col_sum=_per_neuron_sums(network, squared=False),
+        boost=np.zeros(n, FLOAT),
         last_spike_ms=np.full(n, -np.inf),
         trace=np.zeros(n, FLOAT),
         counts=np.zeros(n, np.int32),
