@@ -1,0 +1,54 @@
+"""Learning curves of training runs, from their metrics.jsonl, as one PNG.
+
+    python scripts/plot_metrics.py runs/adam-800 runs/sgd-800 --out docs/figures/curves.png
+
+Needs matplotlib (``pip install -e .[docs]``).
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file backend)
+
+
+def read_metrics(run):
+    path = Path(run) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="run directories (spikeviz train --out)")
+    parser.add_argument("--out", required=True, help="PNG file to write")
+    parser.add_argument("--band", default="98.56,98.71",
+                        help="the paper's accuracy band to shade, in percent ('' for none)")
+    args = parser.parse_args()
+
+    fig, (test_ax, train_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for run in args.runs:
+        metrics = read_metrics(run)
+        epochs = [m["epoch"] for m in metrics]
+        label = Path(run).name
+        test_ax.plot(epochs, [100 * m["test_accuracy"] for m in metrics], marker=".", label=label)
+        train_ax.plot(epochs, [100 * m["train_accuracy"] for m in metrics], marker=".", label=label)
+    if args.band:
+        low, high = (float(v) for v in args.band.split(","))
+        test_ax.axhspan(low, high, color="0.85", label="paper, Table 2")
+    test_ax.set(xlabel="epoch", ylabel="test accuracy (%), 1 s presentations",
+                title="Test accuracy (10,000 digits)")
+    train_ax.set(xlabel="epoch", ylabel="running train accuracy (%), 50 ms presentations",
+                 title="Training accuracy")
+    for ax in (test_ax, train_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
