@@ -9,6 +9,7 @@
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 import time
@@ -305,8 +306,24 @@ def build_parser():
     return parser
 
 
+_NEGATIVE_LIST = re.compile(r"^-\d[\d.eE+-]*(,[\d.eE+-]+)+$")  # -0.4,0 (a single -0.4 parses)
+
+
+def _join_negative_lists(argv):
+    """``--wta -0.4,0`` as ``--wta=-0.4,0``: argparse takes "-0.4,0" for an option otherwise."""
+    joined = []
+    for token in argv:
+        previous = joined[-1] if joined else ""
+        if _NEGATIVE_LIST.match(token) and previous.startswith("--") and "=" not in previous:
+            joined[-1] = f"{joined[-1]}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(_join_negative_lists(argv))
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     try:
         return args.run(args) or 0

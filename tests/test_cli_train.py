@@ -91,3 +91,14 @@ def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
     assert main(["train", "--bundled", "--train-samples", "5000", "--test-samples", "50",
                  "--out", str(out), "--resume"]) == 0
     assert read_metrics(out)[0]["epoch"] == 1
+
+
+def test_a_list_of_negative_kappas_needs_no_equals_sign(tmp_path):
+    out = tmp_path / "deep"
+    argv = ["train", "--bundled", "--hidden", "40,30", "--wta", "-0.4,0", "--kappa-output", "-0.9",
+            "--train-samples", "100", "--test-samples", "20", "--test-duration-ms", "100",
+            "--first-epoch-duration-ms", "50", "--out", str(out)]
+    assert main(argv) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["kappa_hidden"] == -0.4 and saved["kappa_deeper"] == [0.0]
+    assert saved["kappa_output"] == -0.9 and saved["hidden"] == [40, 30]
