@@ -7,3 +7,9 @@ from spikeviz.data.mnist import MNIST, default_cache_dir, load_mnist, resolve_mn
 __all__ = [
     "MNIST", "default_cache_dir", "load_mnist", "read_idx", "resolve_mnist_dir", "write_idx",
 ]
+from spikeviz.data.nmnist import (  # noqa: E402
+    NMNIST, NMNIST_DTYPE, EventRecordings, EventWindow, events_to_channels, load_nmnist,
+    read_nmnist_file, window,
+)
+__all__ += ["EventRecordings", "EventWindow", "NMNIST", "NMNIST_DTYPE", "events_to_channels",
+            "load_nmnist", "read_nmnist_file", "window"]
