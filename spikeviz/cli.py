@@ -28,12 +28,26 @@ def _add_data_options(parser):
     parser.add_argument("--bundled", action="store_true",
                         help="use the small subset shipped with spikeviz")
     parser.add_argument("--no-download", action="store_true", help="never go online")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="N-MNIST: skip and report bad recordings instead of stopping")
 
 
-def _load(args):
-    from spikeviz.data import load_mnist
+def _load(args, dataset="mnist"):
+    from spikeviz.data import load_mnist, load_nmnist
 
-    return load_mnist(args.data_dir, download=not args.no_download, bundled=args.bundled)
+    if dataset == "mnist":
+        return load_mnist(args.data_dir, download=not args.no_download, bundled=args.bundled)
+    if not args.data_dir:
+        raise SpikevizError("--dataset nmnist needs --data-dir DIR, a directory with Train/ "
+                            "(and Test/) folders of N-MNIST .bin recordings")
+    data = load_nmnist(args.data_dir, skip_bad=args.skip_bad)
+    for path, reason in data.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if data.test_is_validation_split:
+        print(f"{args.data_dir} has no Test/ folder: testing on a validation split of Train/ "
+              f"({len(data.test_labels)} of {len(data.test_labels) + len(data.train_labels)} "
+              "recordings)")
+    return data
 
 
 def cmd_data(args):
@@ -133,10 +147,16 @@ def _overrides(args):
 
 
 def _make_config(args):
-    from spikeviz.config import Config
+    """Built-in defaults, then the dataset's defaults, the config file, the command line."""
+    from spikeviz.config import NMNIST_DEFAULTS, Config
 
-    config = Config.load(args.config) if args.config else Config()
-    config.update_from(_overrides(args), source="command line")
+    from_file = Config.read(args.config) if args.config else {}
+    overrides = _overrides(args)
+    config = Config()
+    if overrides.get("dataset", from_file.get("dataset")) == "nmnist":
+        config.update_from(NMNIST_DEFAULTS, source="N-MNIST defaults")
+    config.update_from(from_file, source=str(args.config))
+    config.update_from(overrides, source="command line")
     return config
 
 
@@ -144,8 +164,6 @@ def cmd_train(args):
     from spikeviz.config import Config
     from spikeviz.train.trainer import DivergenceError, Trainer
 
-    if args.dataset != "mnist":
-        raise SpikevizError(f"--dataset {args.dataset}: only mnist is available so far")
     out = Path(args.out)
     last = out / "last.npz"
     if args.resume:
@@ -159,7 +177,7 @@ def cmd_train(args):
             raise SpikevizError(f"{out} already holds a run ({last}); continue it with --resume or "
                                 "choose another --out")
         config = _make_config(args)
-    data = _load(args)
+    data = _load(args, config.dataset)
     trainer = Trainer.resume(last, data, config) if args.resume else Trainer(config, data)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "config.json")
@@ -196,7 +214,7 @@ def _train_epochs(trainer, config, out, stop):
             bar.update(trainer.position - bar.n)
         if not finished:
             return
-        with tqdm(total=min(len(trainer.data.test_images), config.test_samples or 10**9),
+        with tqdm(total=min(len(trainer.task.test_labels), config.test_samples or 10**9),
                   unit="sample", desc="test", leave=False) as bar:
             trainer_metrics = trainer.finish_epoch(evaluate=False)
             trainer_metrics.update(trainer.evaluate(on_chunk=bar.update))
@@ -232,32 +250,27 @@ class _stop_on_signals:
 
 
 def cmd_evaluate(args):
-    from spikeviz.encode import PoissonEncoder
     from spikeviz.engine import make_dynamics
-    from spikeviz.engine.batch import infer_counts
+    from spikeviz.engine.batch import infer_samples
+    from spikeviz.train.tasks import make_task
     from spikeviz.train.trainer import TEST_SEED_OFFSET, Trainer, predictions
 
     network, config, meta = Trainer.from_checkpoint_network(args.checkpoint)
-    data = _load(args)
-    n = min(len(data.test_images), args.test_samples or len(data.test_images))
-    if data.test_images[0].size != network.sizes[0]:
+    data = _load(args, config.dataset)
+    task = make_task(config, data)
+    if task.n_inputs != network.sizes[0]:
         raise SpikevizError(f"{args.checkpoint} takes {network.sizes[0]} inputs but the data has "
-                            f"{data.test_images[0].size} pixels per image")
-    permutation = None
-    if config.permute_pixels:
-        import numpy as np
-        permutation = np.random.default_rng([config.seed, 7]).permutation(network.sizes[0])
-    encoder = PoissonEncoder(network.sizes[0], rate_hz=config.rate_hz, permutation=permutation)
+                            f"{task.n_inputs}: it was trained on other data")
+    n = min(len(task.test_labels), args.test_samples or len(task.test_labels))
+    dynamics = make_dynamics(tau_mp_ms=config.tau_mp_ms, t_ref_ms=config.t_ref_ms,
+                             w_dyn0=config.w_dyn0, gamma=config.gamma)
     start = time.perf_counter()
     with tqdm(total=n, unit="sample", desc="test") as bar:
-        counts = infer_counts(
-            network, data.test_images[:n], encoder, duration_ms=config.test_duration_ms,
-            kappas=config.kappas(), dynamics=make_dynamics(tau_mp_ms=config.tau_mp_ms,
-                                                           t_ref_ms=config.t_ref_ms,
-                                                           w_dyn0=config.w_dyn0, gamma=config.gamma),
-            seed=config.seed + TEST_SEED_OFFSET, workers=args.workers, on_chunk=bar.update)
+        counts = infer_samples(network, n, task.test_sample, kappas=config.kappas(),
+                               dynamics=dynamics, seed=config.seed + TEST_SEED_OFFSET,
+                               workers=args.workers, on_chunk=bar.update)
     seconds = time.perf_counter() - start
-    accuracy = float((predictions(counts) == data.test_labels[:n]).mean())
+    accuracy = float((predictions(counts) == task.test_labels[:n]).mean())
     print(f"test accuracy {accuracy:.4f} on {n} samples ({n / seconds:.0f} samples/s); "
           f"checkpoint of epoch {meta['epoch']}, sample {meta['position']}")
 
@@ -272,7 +285,6 @@ def build_parser():
     train.add_argument("--out", required=True, help="run directory: metrics.jsonl, checkpoints")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--config", help="JSON file of settings (the same names as the options)")
-    train.add_argument("--dataset", default="mnist", choices=["mnist"])
     _add_data_options(train)
     _config_options(train)
     train.set_defaults(run=cmd_train)

@@ -16,6 +16,10 @@ import param
 from spikeviz.errors import ConfigError
 
 KAPPA_BOUNDS = (-1.0, 0.0)
+
+#: What changes when the data is N-MNIST (Sec. 6: one hidden layer of 500, tau_mp 200 ms);
+#: a config file or an option still overrides them.
+NMNIST_DEFAULTS = {"hidden": [500], "tau_mp_ms": 200.0}
 _KAPPA_DOC = "lateral inhibition strength of the WTA circuit, in [-1, 0); 0 = no WTA"
 
 
@@ -37,7 +41,14 @@ class Config(param.Parameterized):
     w_dyn0 = param.Number(0.0, bounds=(0.0, 1.0), doc="dynamic weight right after a spike")
     gamma = param.Number(1.0, bounds=(0.1, 10.0), doc="reset factor: V -= gamma * Vth on a spike")
 
-    # --- input encoding ---
+    # --- input ---
+    dataset = param.Selector(
+        default="mnist", objects=["mnist", "nmnist"],
+        doc="mnist: MNIST-style images as Poisson events (PI-MNIST); nmnist: event-camera recordings",
+    )
+    window_events = param.Integer(
+        300, bounds=(1, None), doc="N-MNIST: consecutive events of a recording per training sample"
+    )
     rate_hz = param.Number(5000.0, bounds=(1.0, 1e6), doc="total input events per second per image")
     train_duration_ms = param.Number(50.0, bounds=(1.0, 60_000.0), doc="presentation in training (ms)")
     test_duration_ms = param.Number(1000.0, bounds=(1.0, 60_000.0), doc="presentation in testing (ms)")
@@ -146,7 +157,8 @@ class Config(param.Parameterized):
         return config
 
     @classmethod
-    def load(cls, path):
+    def read(cls, path):
+        """The name: value pairs of a JSON config file, keys checked."""
         path = Path(path)
         try:
             values = json.loads(path.read_text())
@@ -154,7 +166,12 @@ class Config(param.Parameterized):
             raise ConfigError(f"{path}: cannot read the JSON config ({error})") from error
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: a config is a JSON object of name: value pairs")
-        return cls.from_dict(values, source=str(path))
+        cls.from_dict(values, source=str(path))  # unknown keys and ranges
+        return values
+
+    @classmethod
+    def load(cls, path):
+        return cls.from_dict(cls.read(path), source=str(path))
 
     def update_from(self, values, source="config"):
         """Set several values at once, with an error that names the setting and its range."""

@@ -102,3 +102,28 @@ def test_a_list_of_negative_kappas_needs_no_equals_sign(tmp_path):
     saved = json.loads((out / "config.json").read_text())
     assert saved["kappa_hidden"] == -0.4 and saved["kappa_deeper"] == [0.0]
     assert saved["kappa_output"] == -0.9 and saved["hidden"] == [40, 30]
+
+
+SHARED_NMNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nmnist"
+
+
+def test_nmnist_trains_resumes_and_evaluates_on_the_real_recordings(tmp_path, capsys):
+    out = tmp_path / "nm"
+    common = ["--dataset", "nmnist", "--data-dir", str(SHARED_NMNIST), "--hidden", "100",
+              "--train-samples", "300", "--test-samples", "60", "--out", str(out)]
+    assert main(["train", *common, "--epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "validation split of Train/ (200 of 1000 recordings)" in printed
+    assert "(2312, 100, 10)" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "nmnist" and config["tau_mp_ms"] == 200.0  # N-MNIST default
+    assert main(["train", *common, "--epochs", "2", "--resume"]) == 0
+    assert [m["epoch"] for m in read_metrics(out)] == [1, 2]
+    assert main(["evaluate", str(out / "last.npz"), "--data-dir", str(SHARED_NMNIST),
+                 "--test-samples", "40"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_nmnist_needs_a_data_directory(tmp_path, capsys):
+    assert main(["train", "--dataset", "nmnist", "--out", str(tmp_path / "x")]) == 2
+    assert "--data-dir" in capsys.readouterr().err

@@ -38,6 +38,29 @@ def infer_counts(network, images, encoder, *, duration_ms, kappas, dynamics, see
     images : (S, ...) array of images, one per sample
     encoder : PoissonEncoder
     duration_ms : float
+    kappas, dynamics, seed, workers, on_chunk : as in :func:`infer_samples`
+
+    Returns
+    -------
+    (S, N_out) int32 spike counts
+    """
+    def sample(i, rng):
+        return encoder.encode(images[i], duration_ms, rng), float(duration_ms)
+
+    return infer_samples(network, len(images), sample, kappas=kappas, dynamics=dynamics,
+                         seed=seed, workers=workers, on_chunk=on_chunk)
+
+
+def infer_samples(network, n_samples, sample, *, kappas, dynamics, seed, workers=None,
+                  on_chunk=None):
+    """Output spike counts of ``n_samples`` samples whose events ``sample(i, rng)`` makes.
+
+    Parameters
+    ----------
+    network : Network
+    n_samples : int
+    sample : callable(i, rng) -> (Events, end_ms), thread-safe; ``rng`` is sample i's own
+        generator (:func:`sample_rng`)
     kappas : sequence of float, one per layer
     dynamics : kernels.Dynamics; its rho is ignored (no threshold regularization here)
     seed : int
@@ -46,26 +69,22 @@ def infer_counts(network, images, encoder, *, duration_ms, kappas, dynamics, see
 
     Returns
     -------
-    (S, N_out) int32 spike counts
+    (n_samples, N_out) int32 spike counts
     """
     kappas = check_kappas(kappas, len(network.weights))
     dynamics = dynamics._replace(rho=0.0)
-    counts = np.zeros((len(images), network.sizes[-1]), np.int32)
-    chunks = [range(a, min(a + CHUNK, len(images))) for a in range(0, len(images), CHUNK)]
+    counts = np.zeros((n_samples, network.sizes[-1]), np.int32)
+    chunks = [range(a, min(a + CHUNK, n_samples)) for a in range(0, n_samples, CHUNK)]
     # Validate once, in the caller's thread, with the first sample.
-    if len(images):
-        Simulator(network).run(
-            encoder.encode(images[0], duration_ms, sample_rng(seed, 0)), duration_ms,
-            kappas=kappas, dynamics=dynamics,
-        )
+    if n_samples:
+        events, end_ms = sample(0, sample_rng(seed, 0))
+        Simulator(network).run(events, end_ms, kappas=kappas, dynamics=dynamics)
 
     def run_chunk(indices):
         sim = Simulator(network)
         for i in indices:
-            events = encoder.encode(images[i], duration_ms, sample_rng(seed, i))
-            counts[i] = sim.run_checked(
-                events.times_ms, events.channels, float(duration_ms), kappas, dynamics
-            )
+            events, end_ms = sample(i, sample_rng(seed, i))
+            counts[i] = sim.run_checked(events.times_ms, events.channels, end_ms, kappas, dynamics)
         return len(indices)
 
     with ThreadPoolExecutor(max_workers=workers or available_cores()) as pool:

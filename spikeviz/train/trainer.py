@@ -15,12 +15,12 @@ import time
 
 import numpy as np
 
-from spikeviz.encode import PoissonEncoder
 from spikeviz.engine import Simulator, check_kappas, init_network, make_dynamics
-from spikeviz.engine.batch import infer_counts
+from spikeviz.engine.batch import infer_samples
 from spikeviz.errors import ConfigError, SpikevizError
 from spikeviz.train import backprop
 from spikeviz.train.checkpoint import load_checkpoint, save_checkpoint
+from spikeviz.train.tasks import make_task
 
 TEST_SEED_OFFSET = 2**31
 
@@ -49,11 +49,9 @@ class Trainer:
         config.check()
         self.config = config
         self.data = data
-        self.n_inputs = int(np.prod(data.train_images.shape[1:]))
-        permutation = None
-        if config.permute_pixels:
-            permutation = np.random.default_rng([config.seed, 7]).permutation(self.n_inputs)
-        self.encoder = PoissonEncoder(self.n_inputs, rate_hz=config.rate_hz, permutation=permutation)
+        self.task = make_task(config, data)
+        self.last_test = None  # (output counts, labels) of the last evaluation
+        self.n_inputs = self.task.n_inputs
         sizes = (self.n_inputs, *config.hidden, 10)
         self.network = init_network(sizes, np.random.default_rng(config.seed), alpha=config.alpha,
                                     floor_fraction=config.floor_fraction)
@@ -88,6 +86,7 @@ class Trainer:
         c.check()
         eta_w, eta_th, rho = c.learning_rates(self.epoch)
         self.kappas = check_kappas(c.kappas(), len(c.hidden) + 1)
+        self.task.update()
         self.duration_ms = float(c.duration_ms(self.epoch))
         self.dynamics = make_dynamics(tau_mp_ms=c.tau_mp_ms, t_ref_ms=c.t_ref_ms, w_dyn0=c.w_dyn0,
                                       gamma=c.gamma, rho=rho, weight_boost=c.weight_boost)
@@ -104,7 +103,7 @@ class Trainer:
     # --- epochs ---
     @property
     def n_train(self):
-        n = len(self.data.train_images)
+        n = len(self.task.train_labels)
         return min(n, self.config.train_samples or n)
 
     def _start_epoch(self):
@@ -120,10 +119,9 @@ class Trainer:
         if self._stale:
             self._compile_settings()
         index = self.order[self.position]
-        label = int(self.data.train_labels[index])
-        events = self.encoder.encode(self.data.train_images[index], self.duration_ms, self.event_rng)
-        self.sim.run_checked(events.times_ms, events.channels, self.duration_ms, self.kappas,
-                             self.dynamics)
+        label = int(self.task.train_labels[index])
+        events, end_ms = self.task.train_sample(index, self.duration_ms, self.event_rng)
+        self.sim.run_checked(events.times_ms, events.channels, end_ms, self.kappas, self.dynamics)
         loss, predicted = backprop.train_step(
             self.sim.state, self.sim.inputs, label, self.kappas, self.network.threshold_floors,
             self.hyper, self.adam, self.scratch,
@@ -189,17 +187,17 @@ class Trainer:
     def evaluate(self, n_samples=None, workers=None, on_chunk=None):
         """Test accuracy with ``test_duration_ms`` presentations, on every core."""
         backprop.fold_scale(self.sim.state)
-        n = len(self.data.test_images)
+        n = len(self.task.test_labels)
         n = min(n, n_samples or self.config.test_samples or n)
         start = time.perf_counter()
-        counts = infer_counts(
-            self.network, self.data.test_images[:n], self.encoder,
-            duration_ms=self.config.test_duration_ms, kappas=self.kappas_now(),
+        counts = infer_samples(
+            self.network, n, self.task.test_sample, kappas=self.kappas_now(),
             dynamics=self.dynamics_now(), seed=self.config.seed + TEST_SEED_OFFSET,
             workers=workers, on_chunk=on_chunk,
         )
         seconds = time.perf_counter() - start
-        accuracy = float(np.mean(predictions(counts) == self.data.test_labels[:n]))
+        self.last_test = (counts, np.asarray(self.task.test_labels[:n]))
+        accuracy = float(np.mean(predictions(counts) == self.task.test_labels[:n]))
         return {"test_accuracy": accuracy, "test_samples": n, "test_samples_per_s": n / seconds}
 
     def kappas_now(self):

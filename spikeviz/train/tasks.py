@@ -1,0 +1,95 @@
+"""What a sample is, for each kind of data: the trainer asks a task for the input events of
+training sample i and of test sample i, and for the labels.
+
+- :class:`ImageTask` (PI-MNIST and any MNIST-style image set): Poisson events from the image,
+  ``rate_hz`` events per second, presentations of ``train_duration_ms`` / ``test_duration_ms``.
+- :class:`RecordingTask` (N-MNIST): the camera's own events, ON and OFF as two channels
+  (2 x 34 x 34 = 2,312 inputs); training presents ``window_events`` consecutive events taken at a
+  random position of the recording (a new position every time it is presented), testing the
+  whole recording (Sec. 6 of the paper).
+"""
+
+import numpy as np
+
+from spikeviz.data.mnist import MNIST
+from spikeviz.data.nmnist import NMNIST, events_to_channels, window
+from spikeviz.encode import PoissonEncoder
+from spikeviz.errors import ConfigError
+
+PERMUTATION_STREAM = 7  # the pixel permutation comes from default_rng([seed, 7])
+
+
+def make_task(config, data):
+    """The task for ``data`` (MNIST or NMNIST) under ``config``."""
+    if isinstance(data, MNIST):
+        return ImageTask(config, data)
+    if isinstance(data, NMNIST):
+        return RecordingTask(config, data)
+    raise ConfigError(f"cannot train on {type(data).__name__}: load MNIST-style images with "
+                      "spikeviz.data.load_mnist or N-MNIST recordings with load_nmnist")
+
+
+class ImageTask:
+    """Images presented as Poisson event streams."""
+
+    def __init__(self, config, data):
+        self.config = config
+        self.data = data
+        self.n_inputs = int(np.prod(data.train_images.shape[1:]))
+        self.permutation = None
+        if config.permute_pixels:
+            rng = np.random.default_rng([config.seed, PERMUTATION_STREAM])
+            self.permutation = rng.permutation(self.n_inputs)
+        self.update()
+
+    def update(self):
+        """Take up settings changed mid-run (the input rate)."""
+        self.encoder = PoissonEncoder(self.n_inputs, rate_hz=self.config.rate_hz,
+                                      permutation=self.permutation)
+
+    @property
+    def train_labels(self):
+        return self.data.train_labels
+
+    @property
+    def test_labels(self):
+        return self.data.test_labels
+
+    def train_sample(self, index, duration_ms, rng):
+        """(Events, presentation length in ms) of training sample ``index``."""
+        return self.encoder.encode(self.data.train_images[index], duration_ms, rng), duration_ms
+
+    def test_sample(self, index, rng):
+        duration_ms = float(self.config.test_duration_ms)
+        return self.encoder.encode(self.data.test_images[index], duration_ms, rng), duration_ms
+
+
+class RecordingTask:
+    """Event-camera recordings: event windows in training, whole recordings in testing."""
+
+    n_inputs = 2 * 34 * 34
+
+    def __init__(self, config, data):
+        self.config = config
+        self.data = data
+
+    def update(self):
+        pass
+
+    @property
+    def train_labels(self):
+        return self.data.train_labels
+
+    @property
+    def test_labels(self):
+        return self.data.test_labels
+
+    def train_sample(self, index, duration_ms, rng):
+        """A window of ``window_events`` events; ``duration_ms`` is unused (the window sets it)."""
+        cut = window(self.data.train_events[index], int(self.config.window_events), rng)
+        return events_to_channels(cut.events), max(cut.duration_ms, 1e-3)
+
+    def test_sample(self, index, rng):
+        recording = self.data.test_events[index]
+        events = events_to_channels(recording)
+        return events, max(float(events.times_ms[-1]) if events.times_ms.size else 0.0, 1e-3)
