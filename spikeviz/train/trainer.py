@@ -82,7 +82,15 @@ class Trainer:
 
     def _compile_settings(self):
         """Kernel arguments from the config, for the current epoch."""
+        try:
+            self._read_settings()
+        except BaseException:
+            self._stale = True  # nothing half-compiled is used: try again at the next sample
+            raise
+
+    def _read_settings(self):
         c = self.config
+        self._stale = False  # first: a change made while this runs marks the settings stale again
         c.check()
         eta_w, eta_th, rho = c.learning_rates(self.epoch)
         self.kappas = check_kappas(c.kappas(), len(c.hidden) + 1)
@@ -98,7 +106,6 @@ class Trainer:
         )
         if self.hyper.adam and self.adam.m_w.size == 0:
             raise ConfigError("the optimizer cannot change from SGD to ADAM within a run")
-        self._stale = False
 
     # --- epochs ---
     @property
@@ -293,6 +300,10 @@ class Trainer:
         trainer.epoch = meta["epoch"]
         trainer.history = meta["history"]
         trainer._start_epoch()
+        if len(arrays["order"]) != trainer.n_train:
+            raise ConfigError(f"checkpoint {path} is in an epoch of {len(arrays['order'])} samples "
+                              f"but the data and settings give {trainer.n_train}: resume with the "
+                              "same data and --train-samples")
         trainer.position = meta["position"]
         trainer.order = arrays["order"]
         trainer.event_rng.bit_generator.state = meta["event_rng"]

@@ -1,0 +1,207 @@
+"""The training app driven without a server: steps, view updates, mid-run settings, checkpoints,
+faults, and its worker thread."""
+
+import runpy
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spikeviz.config import Config
+from spikeviz.data import load_mnist
+from spikeviz.errors import ConfigError
+from spikeviz.train.trainer import DivergenceError
+from spikeviz.viz.app import TrainingApp, live_workers
+
+APP_SCRIPT = Path(__file__).parents[2] / "apps" / "train.py"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_mnist(bundled=True)
+
+
+@pytest.fixture
+def app(digits):
+    app = TrainingApp(config=Config(hidden=[100], test_duration_ms=100.0), data=digits,
+                      eval_samples=50)
+    yield app
+    app.close(timeout=5)
+
+
+def wait_for(condition, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_steps_fill_the_raster_and_the_accuracy_curve(app):
+    app.step(20)
+    app.drain()
+    raster = app.sources["raster"].data
+    assert len(raster["t"]) > 0
+    layers = set(np.asarray(raster["layer"]).tolist())
+    assert 0 in layers and 1 in layers  # input events and hidden spikes of the last sample
+    assert np.all((np.asarray(raster["t"]) >= 0) & (np.asarray(raster["t"]) <= 50.0))
+    accuracy = app.sources["accuracy"].data
+    assert 0 < len(accuracy["sample"]) <= 4 and accuracy["sample"][-1] == 20
+    assert 0.0 <= accuracy["train_accuracy"][-1] <= 1.0
+    assert len(app.sources["potentials"].data["xs"]) == 4 + 10  # 4 hidden, 10 outputs
+    assert len(app.sources["thresholds"].data["top"]) > 0
+    assert len(app.sources["receptive_fields"].data["image"]) == 1
+    assert app.sources["firing"].data["layer"] == ["hidden", "output"]
+    assert "sample 20 / 5,000" in app._status.object
+    assert app._figures["raster"].title.text.startswith("sample 20: label ")
+    app.drain()  # nothing new: the curve does not grow
+    assert len(app.sources["accuracy"].data["sample"]) == len(accuracy["sample"])
+
+
+def test_kappa_changed_mid_run_applies_at_the_next_sample_and_is_marked(app):
+    app.step(5)
+    assert app.trainer.kappas[0] == pytest.approx(-0.4)
+    app.config.kappa_hidden = -0.8
+    app.step(1)
+    assert app.trainer.kappas[0] == pytest.approx(-0.8)
+    app.drain()
+    markers = app.sources["markers"].data
+    assert list(markers["text"]) == ["kappa_hidden -0.4 -> -0.8"]
+    assert list(markers["sample"]) == [5]
+
+
+def test_alpha_rescales_the_running_thresholds_and_their_floors(app):
+    app.step(3)
+    thresholds = [t.copy() for t in app.trainer.network.thresholds]
+    floors = app.trainer.network.threshold_floors.copy()
+    app.config.alpha = 4.5  # from 3: nobody is training, so it applies at once
+    for now, before in zip(app.trainer.network.thresholds, thresholds):
+        np.testing.assert_allclose(now, before * 1.5, rtol=1e-6)
+    np.testing.assert_allclose(app.trainer.network.threshold_floors, floors * 1.5, rtol=1e-6)
+    app.drain()
+    assert list(app.sources["markers"].data["text"]) == ["alpha 3 -> 4.5"]
+
+
+def test_alpha_changed_during_a_sample_waits_for_the_sample_boundary(app):
+    app.step(1)
+    before = app.trainer.network.thresholds[0].copy()
+    app._lock.acquire()  # as the worker does while it trains a sample
+    try:
+        changer = threading.Thread(target=lambda: setattr(app.config, "alpha", 6.0))
+        changer.start()
+        changer.join()
+        np.testing.assert_array_equal(app.trainer.network.thresholds[0], before)
+    finally:
+        app._lock.release()
+    app.step(1)  # the boundary: rescaled by 2, then one sample of small updates
+    np.testing.assert_allclose(app.trainer.network.thresholds[0], before * 2, rtol=0.05)
+
+
+def test_evaluate_now_updates_the_test_curve_and_the_confusion_matrix(app):
+    app.step(10)
+    app.evaluate_now()
+    app.drain()
+    tests = app.sources["test_accuracy"].data
+    assert list(tests["sample"]) == [10]
+    assert 0.0 <= tests["test_accuracy"][0] <= 1.0
+    confusion = app.sources["confusion"].data
+    assert len(confusion["count"]) == 110 and sum(confusion["count"]) == 50
+    assert "of 50 test digits" in app._figures["confusion"].title.text
+
+
+def test_save_then_load_restores_the_network(app, tmp_path):
+    app.step(10)
+    path = tmp_path / "run.npz"
+    app.save(path)
+    saved = app.trainer.sim.state.weights.copy(), app.trainer.sim.state.thresholds.copy()
+    app.config.kappa_output = -0.5  # changed after saving: Load brings the saved value back
+    app.step(10)
+    assert not np.array_equal(app.trainer.sim.state.weights, saved[0])
+    app.load(path)
+    np.testing.assert_array_equal(app.trainer.sim.state.weights, saved[0])
+    np.testing.assert_array_equal(app.trainer.sim.state.thresholds, saved[1])
+    assert app.trainer.position == 10 and app.config.kappa_output == -1.0
+    assert app.trainer.config is app.config  # the widgets still drive the running trainer
+    app.config.kappa_hidden = -0.6
+    app.step(1)
+    assert app.trainer.kappas[0] == pytest.approx(-0.6)
+    assert "loaded" in app.message
+
+
+def test_a_bad_checkpoint_is_refused_and_the_app_stays_usable(app, tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a checkpoint")
+    app.step(2)
+    with pytest.raises(ConfigError, match="unreadable"):
+        app.load(bad)
+    app._do(lambda: app._load(bad), guarded=True)  # what the Load button does
+    app.drain()
+    assert app._alert.visible and app._alert.alert_type == "danger"
+    assert "unreadable" in app._alert.object
+    app.step(1)
+    assert app.trainer.position == 3
+
+
+def test_reset_starts_a_new_run_with_the_next_run_settings(app):
+    app.step(5)
+    app.config.kappa_hidden = -0.6
+    app.drain()
+    app.param.update(hidden="30, 20", optimizer="sgd")
+    app.reset()
+    assert app.trainer.network.sizes == (784, 30, 20, 10)
+    assert app.trainer.position == 0 and app.config.optimizer == "sgd"
+    assert app.config.eta_w == pytest.approx(0.002)  # followed the optimizer's default
+    assert app.config.kappa_hidden == -0.6  # live settings carry over
+    app.drain()  # a new run: the curves start empty, the raster has a band per layer
+    assert len(app.sources["accuracy"].data["sample"]) == 0
+    assert len(app.sources["markers"].data["sample"]) == 0
+    raster = app._figures["raster"]
+    assert raster.y_range.end == 4 and raster.yaxis[0].major_label_overrides[2.5] == (
+        "hidden 2 (20)")
+    app.step(2)
+    app.drain()
+    assert app.sources["accuracy"].data["sample"][-1] == 2
+    assert set(np.asarray(app.sources["raster"].data["layer"]).tolist()) <= {0, 1, 2, 3}
+    assert app.sources["firing"].data["layer"] == ["hidden 1", "hidden 2", "output"]
+
+
+def test_the_worker_trains_takes_settings_pauses_and_stops(app):
+    app.start()
+    wait_for(lambda: app._sample_count > 50)
+    app.config.kappa_hidden = -0.7
+    wait_for(lambda: app.trainer.kappas[0] == pytest.approx(-0.7))
+    app.drain()
+    assert "running" in app._status.object
+    assert len(app.sources["raster"].data["t"]) > 0
+    app.pause()
+    wait_for(lambda: not app._worker.running)
+    time.sleep(0.1)  # the current slice ends
+    count = app._sample_count
+    time.sleep(0.2)
+    assert app._sample_count == count
+    worker = app._worker
+    assert live_workers() >= 1
+    app.close(timeout=5)
+    assert not worker.is_alive()
+
+
+def test_a_diverging_run_pauses_itself_and_says_why(app):
+    app.step(1)
+
+    def diverge():
+        raise DivergenceError("layer 0 has NaN or infinite weights: lower eta_w")
+
+    app.trainer.train_sample = diverge
+    app.start()
+    wait_for(lambda: not app.running)
+    app.drain()
+    assert app._alert.visible and app._alert.alert_type == "danger"
+    assert "lower eta_w" in app._alert.object and "paused" in app._alert.object
+    assert "paused" in app._status.object
+
+
+def test_the_served_app_module_imports_without_serving():
+    namespace = runpy.run_path(str(APP_SCRIPT))
+    assert namespace["TrainingApp"] is TrainingApp
+    assert "app" not in namespace  # built only under `panel serve`
