@@ -6,8 +6,8 @@ the compiled settings stale whenever a value changes, and the next sample rebuil
 widget moved mid-run takes effect at the next sample, never half-applied.
 
 Reproducibility: epoch e presents the training set in the order ``default_rng([seed, e])``
-draws and takes its input events from one generator seeded ``[seed, e, 1]``; test events come
-from ``[seed, 2**31]`` per sample.  A checkpoint stores the generator's state and the position in
+draws and takes its input events from one generator seeded ``[seed, e, 1]``; test sample i
+takes its events from ``[seed + 2**31, i]``.  A checkpoint stores the generator's state and the position in
 the epoch, so a resumed run continues exactly as if never stopped.
 """
 
@@ -37,12 +37,12 @@ def predictions(counts):
 
 
 class Trainer:
-    """Trains a network on an MNIST-style data set with the paper's method.
+    """Trains a network with the paper's method.
 
     Parameters
     ----------
     config : Config
-    data : MNIST (images and labels)
+    data : MNIST (images, presented as Poisson events) or NMNIST (event-camera recordings)
     """
 
     def __init__(self, config, data):
