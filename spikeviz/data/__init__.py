@@ -13,3 +13,15 @@ from spikeviz.data.nmnist import (  # noqa: E402
 )
 __all__ += ["EventRecordings", "EventWindow", "NMNIST", "NMNIST_DTYPE", "events_to_channels",
             "load_nmnist", "read_nmnist_file", "window"]
+# The sensor emulator, imported on first use: it compiles a numba kernel, and importing numba
+# (0.3 s) is a cost that loading data does not pay.
+_EMULATOR_EXPORTS = ("DEFAULT_PARAMS", "EmulatorParams", "Saccade", "emulate_nmnist",
+                     "emulate_recording")
+__all__ += list(_EMULATOR_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EMULATOR_EXPORTS:
+        from spikeviz.data import emulator
+        return getattr(emulator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
