@@ -32,14 +32,22 @@ def _add_data_options(parser):
                         help="N-MNIST: skip and report bad recordings instead of stopping")
 
 
-def _load(args, dataset="mnist"):
+def _load(args, dataset="mnist", config=None):
     from spikeviz.data import load_mnist, load_nmnist
 
     if dataset == "mnist":
         return load_mnist(args.data_dir, download=not args.no_download, bundled=args.bundled)
     if not args.data_dir:
-        raise SpikevizError("--dataset nmnist needs --data-dir DIR, a directory with Train/ "
-                            "(and Test/) folders of N-MNIST .bin recordings")
+        from spikeviz.data import emulate_nmnist
+
+        # No recordings at hand: the sensor emulator makes N-MNIST-like ones from the MNIST
+        # digits (docs/emulator.md), so the pipeline runs on a fresh machine.
+        print("no --data-dir for N-MNIST: emulating recordings of the MNIST digits with the "
+              "saccade sensor emulator (docs/emulator.md)", flush=True)
+        mnist = load_mnist(None, download=not args.no_download, bundled=True)
+        limits = {} if config is None else {"n_train": config.train_samples,
+                                            "n_test": config.test_samples}
+        return emulate_nmnist(mnist, **limits)
     data = load_nmnist(args.data_dir, skip_bad=args.skip_bad)
     for path, reason in data.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -177,7 +185,7 @@ def cmd_train(args):
             raise SpikevizError(f"{out} already holds a run ({last}); continue it with --resume or "
                                 "choose another --out")
         config = _make_config(args)
-    data = _load(args, config.dataset)
+    data = _load(args, config.dataset, config)
     trainer = Trainer.resume(last, data, config) if args.resume else Trainer(config, data)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "config.json")
@@ -256,7 +264,7 @@ def cmd_evaluate(args):
     from spikeviz.train.trainer import TEST_SEED_OFFSET, Trainer, predictions
 
     network, config, meta = Trainer.from_checkpoint_network(args.checkpoint)
-    data = _load(args, config.dataset)
+    data = _load(args, config.dataset, config)
     task = make_task(config, data)
     if task.n_inputs != network.sizes[0]:
         raise SpikevizError(f"{args.checkpoint} takes {network.sizes[0]} inputs but the data has "

@@ -124,6 +124,10 @@ def test_nmnist_trains_resumes_and_evaluates_on_the_real_recordings(tmp_path, ca
     assert "test accuracy" in capsys.readouterr().out
 
 
-def test_nmnist_needs_a_data_directory(tmp_path, capsys):
-    assert main(["train", "--dataset", "nmnist", "--out", str(tmp_path / "x")]) == 2
-    assert "--data-dir" in capsys.readouterr().err
+def test_nmnist_without_recordings_trains_on_emulated_ones(tmp_path, capsys):
+    out = tmp_path / "emulated"
+    argv = ["train", "--dataset", "nmnist", "--hidden", "50", "--train-samples", "100",
+            "--test-samples", "30", "--out", str(out)]
+    assert main(argv) == 0
+    assert "emulating recordings" in capsys.readouterr().out
+    assert read_metrics(out)[0]["test_samples"] == 30
