@@ -1,0 +1,46 @@
+"""The notebooks in examples/ run from top to bottom without an error (executed headlessly)."""
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _import_nbclient():
+    try:
+        import nbclient
+        import nbformat
+    except ImportError as error:
+        if IN_CI:
+            pytest.fail(f"{error}: CI installs the test extras (nbclient, nbformat, ipykernel)",
+                        pytrace=False)
+        pytest.skip(f"{error}: install the test extras (`pip install -e '.[test]'`)")
+    return nbclient, nbformat
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["live_training.ipynb"])
+def test_the_notebook_runs(name, tmp_path):
+    nbclient, nbformat = _import_nbclient()
+    notebook = nbformat.read(EXAMPLES / name, as_version=4)
+    start = time.perf_counter()
+    # the kernel of this interpreter (ipykernel in the same environment), run in a scratch
+    # directory: the notebook writes nothing into the repository
+    nbclient.NotebookClient(notebook, kernel_name="python3", timeout=60,
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert time.perf_counter() - start < 60
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code"
+               for output in cell.outputs]
+    assert not [output for output in outputs if output.output_type == "error"]
+    results = [output for output in outputs if output.output_type == "execute_result"]
+    assert any("application/vnd.holoviews_exec.v0+json" in output.data
+               for output in results)  # the app rendered as a Panel object
+    texts = [str(value) for output in outputs for value in output.get("data", {}).values()]
+    # inline resources, so it works offline: plain pn.extension() would load these from a CDN
+    assert not [text for text in texts
+                if re.search(r"https://cdn\.(bokeh\.org/bokeh|holoviz\.org/panel)", text)]
