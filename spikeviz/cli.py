@@ -23,8 +23,9 @@ from spikeviz.errors import SpikevizError
 
 
 def _add_data_options(parser):
-    parser.add_argument("--data-dir", help="directory with the four MNIST IDX files "
-                        "(default: $SPIKEVIZ_DATA, the user cache, a download, the bundled subset)")
+    parser.add_argument("--data-dir", help="MNIST: directory with the four IDX files (default: "
+                        "$SPIKEVIZ_DATA, the user cache, a download, the bundled subset); N-MNIST: "
+                        "directory with Train/ (and Test/) recordings (default: emulated ones)")
     parser.add_argument("--bundled", action="store_true",
                         help="use the small subset shipped with spikeviz")
     parser.add_argument("--no-download", action="store_true", help="never go online")
@@ -64,13 +65,13 @@ def cmd_data(args):
     for split in ("train", "test"):
         images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
         per_class = np.bincount(labels, minlength=10).tolist()
-        print(f"{split}: {len(images):,} images {images.shape[1]}x{images.shape[2]}, per class {per_class}")
+        print(f"{split}: {len(images):,} images {images.shape[1]}x{images.shape[2]}, "
+              f"per class {per_class}")
 
 
 def cmd_infer(args):
     from spikeviz.encode import PoissonEncoder
-    from spikeviz.engine import init_network, make_dynamics
-    from spikeviz.engine import check_kappas
+    from spikeviz.engine import check_kappas, init_network, make_dynamics
     from spikeviz.engine.batch import infer_counts
 
     # Every setting is checked before the data is read.
