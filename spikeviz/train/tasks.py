@@ -29,12 +29,27 @@ def make_task(config, data):
                       "spikeviz.data.load_mnist or N-MNIST recordings with load_nmnist")
 
 
-class ImageTask:
-    """Images presented as Poisson event streams."""
+class _Task:
+    """What every task shares: the data set's labels."""
 
     def __init__(self, config, data):
         self.config = config
         self.data = data
+
+    @property
+    def train_labels(self):
+        return self.data.train_labels
+
+    @property
+    def test_labels(self):
+        return self.data.test_labels
+
+
+class ImageTask(_Task):
+    """Images presented as Poisson event streams."""
+
+    def __init__(self, config, data):
+        super().__init__(config, data)
         self.n_inputs = int(np.prod(data.train_images.shape[1:]))
         self.permutation = None
         if config.permute_pixels:
@@ -47,14 +62,6 @@ class ImageTask:
         self.encoder = PoissonEncoder(self.n_inputs, rate_hz=self.config.rate_hz,
                                       permutation=self.permutation)
 
-    @property
-    def train_labels(self):
-        return self.data.train_labels
-
-    @property
-    def test_labels(self):
-        return self.data.test_labels
-
     def train_sample(self, index, duration_ms, rng):
         """(Events, presentation length in ms) of training sample ``index``."""
         return self.encoder.encode(self.data.train_images[index], duration_ms, rng), duration_ms
@@ -64,25 +71,13 @@ class ImageTask:
         return self.encoder.encode(self.data.test_images[index], duration_ms, rng), duration_ms
 
 
-class RecordingTask:
+class RecordingTask(_Task):
     """Event-camera recordings: event windows in training, whole recordings in testing."""
 
     n_inputs = 2 * 34 * 34
 
-    def __init__(self, config, data):
-        self.config = config
-        self.data = data
-
     def update(self):
-        pass
-
-    @property
-    def train_labels(self):
-        return self.data.train_labels
-
-    @property
-    def test_labels(self):
-        return self.data.test_labels
+        pass  # nothing to take up: the recordings are what they are
 
     def train_sample(self, index, duration_ms, rng):
         """A window of ``window_events`` events; ``duration_ms`` is unused (the window sets it)."""
