@@ -108,18 +108,23 @@ def _config_options(parser):
         kind = type(spec).__name__
         if kind == "Boolean":
             group.add_argument(*flags, dest=name, type=_boolean, default=argparse.SUPPRESS,
-                               metavar="{true,false}", help=spec.doc)
+                               metavar="{true,false}", help=_escape(spec.doc))
         elif kind == "Selector":
             group.add_argument(*flags, dest=name, choices=spec.objects, default=argparse.SUPPRESS,
-                               help=spec.doc)
+                               help=_escape(spec.doc))
         else:
             convert = int if kind == "Integer" else float
             group.add_argument(*flags, dest=name, type=_optional(convert),
-                               default=argparse.SUPPRESS, help=spec.doc)
+                               default=argparse.SUPPRESS, help=_escape(spec.doc))
     group.add_argument("--hidden", type=_int_list, default=argparse.SUPPRESS,
                        help="hidden layer sizes: 800, or 500,500")
     group.add_argument("--wta", type=_float_list, default=argparse.SUPPRESS,
                        help="kappa of each hidden layer, e.g. -0.4,0 (the first is kappa_hidden)")
+
+
+def _escape(doc):
+    """A setting's doc as argparse help: a bare % would be read as a format directive."""
+    return (doc or "").replace("%", "%%")
 
 
 def _boolean(text):
@@ -258,6 +263,33 @@ class _stop_on_signals:
             signal.signal(sig, handler)
 
 
+def cmd_sweep(args):
+    """A grid or random search of trainings, one Dask task per trial (spikeviz/sweep.py)."""
+    from spikeviz.sweep import format_table, parse_grid, parse_range, random_trials, run_sweep
+
+    # Every setting and grid value is checked before a cluster starts or data is read.
+    config = _make_config(args)
+    if args.random is not None:
+        if args.grid or not args.range:
+            raise SpikevizError("--random N draws from --range NAME=LOW:HIGH options (no --grid)")
+        grid = random_trials([parse_range(spec) for spec in args.range], args.random,
+                             seed=args.random_seed)
+    elif args.grid:
+        grid = parse_grid(args.grid)
+    else:
+        raise SpikevizError("give --grid NAME=VALUES (repeatable), or --random N with --range")
+    data_spec = {"data_dir": args.data_dir, "bundled": args.bundled,
+                 "no_download": args.no_download, "skip_bad": args.skip_bad}
+    rows = run_sweep(grid, config, data_spec, args.out, scheduler=args.scheduler,
+                     n_workers=args.workers, metric=args.metric)
+    print(format_table(rows))
+    failed = [row for row in rows if row["status"] != "ok"]
+    if failed:
+        print(f"{len(failed)} of {len(rows)} trials failed (see the error column of "
+              f"{Path(args.out) / 'results.csv'})", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_evaluate(args):
     from spikeviz.engine import make_dynamics
     from spikeviz.engine.batch import infer_samples
@@ -297,6 +329,30 @@ def build_parser():
     _add_data_options(train)
     _config_options(train)
     train.set_defaults(run=cmd_train)
+
+    sweep = commands.add_parser("sweep", help="a grid or random search of trainings, run as Dask "
+                                "tasks; a table and a plot in --out")
+    sweep.add_argument("--grid", action="append", default=[], metavar="NAME=VALUES",
+                       help="a swept setting (repeatable): kappa_hidden=-0.2,-0.4 or "
+                       "-0.1,-0.2,...,-1.0 or -1:-0.1:0.1; hidden=100,200 (300+300: two layers)")
+    sweep.add_argument("--random", type=int, metavar="N", help="N random trials over the --range "
+                       "settings instead of a grid")
+    sweep.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH",
+                       help="uniform range of a setting for --random (repeatable)")
+    sweep.add_argument("--random-seed", type=int, default=0, help="seed of the random search")
+    sweep.add_argument("--out", required=True,
+                       help="sweep directory: trials/<id>/, results.csv, <metric>.png")
+    sweep.add_argument("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler "
+                       "(default: a LocalCluster with one worker per core)")
+    sweep.add_argument("--workers", type=int, default=None,
+                       help="LocalCluster worker processes (default: the number of cores)")
+    sweep.add_argument("--metric", default="test_accuracy",
+                       help="the column plotted: test_accuracy, best_test_accuracy, "
+                       "train_accuracy, loss, ...")
+    sweep.add_argument("--config", help="JSON file of settings shared by every trial")
+    _add_data_options(sweep)
+    _config_options(sweep)
+    sweep.set_defaults(run=cmd_sweep)
 
     evaluate = commands.add_parser("evaluate", help="test accuracy of a checkpoint")
     evaluate.add_argument("checkpoint")

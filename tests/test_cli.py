@@ -45,3 +45,11 @@ def test_the_console_script_is_installed():
     script = Path(sys.executable).parent / "spikeviz"
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == f"spikeviz {__version__}"
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "sweep", "data", "infer"])
+def test_every_command_prints_its_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: spikeviz" in capsys.readouterr().out

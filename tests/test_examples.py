@@ -44,3 +44,23 @@ def test_the_notebook_runs(name, tmp_path):
     # inline resources, so it works offline: plain pn.extension() would load these from a CDN
     assert not [text for text in texts
                 if re.search(r"https://cdn\.(bokeh\.org/bokeh|holoviz\.org/panel)", text)]
+
+
+@pytest.mark.slow
+def test_the_sweep_notebook_runs_a_small_figure_1a(tmp_path):
+    nbclient, nbformat = _import_nbclient()
+    notebook = nbformat.read(EXAMPLES / "sweep_figure1a.ipynb", as_version=4)
+    start = time.perf_counter()
+    # run in a scratch directory: the sweep's trials, table and plot land there
+    nbclient.NotebookClient(notebook, kernel_name="python3", timeout=60,
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert time.perf_counter() - start < 60
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code"
+               for output in cell.outputs]
+    assert not [output for output in outputs if output.output_type == "error"]
+    printed = "".join(output.get("text", "") for output in outputs)
+    table = [line.split() for line in printed.splitlines() if line.startswith("kappa_hidden=")]
+    assert [(row[0], row[3]) for row in table] == [("kappa_hidden=-0.2_hidden=30", "ok"),
+                                                   ("kappa_hidden=-0.4_hidden=30", "ok")]
+    assert any("image/png" in output.get("data", {}) for output in outputs)
+    assert (tmp_path / "sweep-fig1a" / "results.csv").is_file()
