@@ -34,6 +34,18 @@ CHECK_SESSIONS_MS, SESSION_LIFETIME_MS = 500, 1500
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels():
+    """Compile the training and inference kernels before any page waits for data: with a fresh
+    numba cache (CI) the first sample would otherwise spend a wait's timeout compiling."""
+    from spikeviz.train.trainer import Trainer
+
+    config = Config(hidden=[20], train_samples=4, test_samples=2, test_duration_ms=50.0)
+    trainer = Trainer(config, load_mnist(bundled=True))
+    trainer.train_sample()
+    trainer.evaluate()
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "browser: drives the served app in a real browser (Playwright + Chromium)")
