@@ -23,20 +23,27 @@ def _import_nbclient():
     return nbclient, nbformat
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["live_training.ipynb"])
-def test_the_notebook_runs(name, tmp_path):
+def run_notebook(name, directory):
+    """Execute examples/<name> in ``directory``; returns the outputs of its code cells, after
+    checking that none is an error and that it ran within a minute."""
     nbclient, nbformat = _import_nbclient()
     notebook = nbformat.read(EXAMPLES / name, as_version=4)
     start = time.perf_counter()
     # the kernel of this interpreter (ipykernel in the same environment), run in a scratch
     # directory: the notebook writes nothing into the repository
     nbclient.NotebookClient(notebook, kernel_name="python3", timeout=60,
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+                            resources={"metadata": {"path": str(directory)}}).execute()
     assert time.perf_counter() - start < 60
     outputs = [output for cell in notebook.cells if cell.cell_type == "code"
                for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
+    return outputs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["live_training.ipynb"])
+def test_the_notebook_runs(name, tmp_path):
+    outputs = run_notebook(name, tmp_path)
     results = [output for output in outputs if output.output_type == "execute_result"]
     assert any("application/vnd.holoviews_exec.v0+json" in output.data
                for output in results)  # the app rendered as a Panel object
@@ -48,16 +55,7 @@ def test_the_notebook_runs(name, tmp_path):
 
 @pytest.mark.slow
 def test_the_sweep_notebook_runs_a_small_figure_1a(tmp_path):
-    nbclient, nbformat = _import_nbclient()
-    notebook = nbformat.read(EXAMPLES / "sweep_figure1a.ipynb", as_version=4)
-    start = time.perf_counter()
-    # run in a scratch directory: the sweep's trials, table and plot land there
-    nbclient.NotebookClient(notebook, kernel_name="python3", timeout=60,
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
-    assert time.perf_counter() - start < 60
-    outputs = [output for cell in notebook.cells if cell.cell_type == "code"
-               for output in cell.outputs]
-    assert not [output for output in outputs if output.output_type == "error"]
+    outputs = run_notebook("sweep_figure1a.ipynb", tmp_path)  # trials, table, plot land there
     printed = "".join(output.get("text", "") for output in outputs)
     table = [line.split() for line in printed.splitlines() if line.startswith("kappa_hidden=")]
     assert [(row[0], row[3]) for row in table] == [("kappa_hidden=-0.2_hidden=30", "ok"),
