@@ -375,6 +375,23 @@ def _noise_events(rng, p, n_pixels):
     return pixel % SENSOR_WIDTH, pixel // SENSOR_WIDTH, times, polarity
 
 
+
+@jit(inline="always")
+def _crossing_us(t_start, span_us, ref, old, new):
+    """Time within the step where the ramp old -> new crosses the level ``ref``."""
+    return t_start + np.int64(np.floor(span_us * ((ref - old) / (new - old))))
+
+
+@jit(inline="always")
+def _emit(out_x, out_y, out_t, out_p, n_events, capacity, col, row, t_us, polarity):
+    """Store one event if there is room (the count goes on, so overflow is reported)."""
+    if n_events < capacity:
+        out_x[n_events] = col
+        out_y[n_events] = row
+        out_t[n_events] = t_us
+        out_p[n_events] = polarity
+    return n_events + 1
+
 @jit
 def _sensor_kernel(canvas, base, gain, log_offset, top_px, left_px, step_times_us, theta_on,
                    theta_off, phase, out_x, out_y, out_t, out_p):
@@ -451,22 +468,12 @@ def _sensor_kernel(canvas, base, gain, log_offset, top_px, left_px, step_times_u
                 # a full threshold below; each timed where the ramp old -> new crosses it.
                 while new - ref >= theta_on[pixel]:
                     ref += theta_on[pixel]
-                    if n_events < capacity:
-                        out_x[n_events] = col
-                        out_y[n_events] = row
-                        out_t[n_events] = t_start + np.int64(
-                            np.floor(span_us * ((ref - old) / (new - old))))
-                        out_p[n_events] = 1
-                    n_events += 1
+                    n_events = _emit(out_x, out_y, out_t, out_p, n_events, capacity, col, row,
+                                     _crossing_us(t_start, span_us, ref, old, new), 1)
                 while ref - new >= theta_off[pixel]:
                     ref -= theta_off[pixel]
-                    if n_events < capacity:
-                        out_x[n_events] = col
-                        out_y[n_events] = row
-                        out_t[n_events] = t_start + np.int64(
-                            np.floor(span_us * ((ref - old) / (new - old))))
-                        out_p[n_events] = 0
-                    n_events += 1
+                    n_events = _emit(out_x, out_y, out_t, out_p, n_events, capacity, col, row,
+                                     _crossing_us(t_start, span_us, ref, old, new), 0)
                 reference[row, col] = ref
     return n_events if n_events <= capacity else -n_events
 
