@@ -82,6 +82,10 @@ class Config(param.Parameterized):
         default="all", objects=["all", "active"],
         doc="output neurons that take part in the error: all 10, or only those that fired",
     )
+    wta_error = param.Selector(
+        default="effective", objects=["effective", "plain"],
+        doc="errors through a WTA layer: the effective weights of (8) (METHOD.md), or the plain weights",
+    )
     adam_update = param.Selector(
         default="lazy", objects=["lazy", "dense"],
         doc="ADAM moments update for the parameters used in the sample (lazy) or for all (dense)",
@@ -94,6 +98,11 @@ class Config(param.Parameterized):
     lam = param.Number(0.002, bounds=(0.0, 1.0), doc="lambda of the weight regularization (13)")
     beta = param.Number(10.0, bounds=(0.0, 100.0), doc="beta of the weight regularization (13)")
     rho = param.Number(1e-5, bounds=(0.0, 0.01), doc="threshold regularization step (Sec. 5.2)")
+    weight_decay = param.Selector(
+        default="exponential", objects=["exponential", "first_order"],
+        doc="how (13) shrinks a hidden neuron's weights: by exp(-r) (stable), or by 1 - r (flips "
+        "the weights' sign once r > 1; kept to reproduce METHOD.md's measurement)",
+    )
     floor_fraction = param.Number(
         0.5, bounds=(0.0, 1.0), doc="threshold floor as a fraction of the initial threshold"
     )

@@ -40,6 +40,8 @@ class Hyper(NamedTuple):
     all_outputs: bool  # every output neuron takes part in the error
     adam: bool
     adam_dense: bool  # ADAM moments of every parameter decay each sample (else only used ones)
+    wta_effective: bool  # errors through a WTA layer use the effective weights of (8)
+    decay_exponential: bool  # weight regularization by exp(-r) (else by 1 - r)
     beta1: float
     beta2: float
     eps: float
@@ -104,7 +106,7 @@ def backpropagate(state, layer, kappa, hyper, delta, takes_part):
     part_up = takes_part[up_lo:up_hi]
     delta_up = delta[up_lo:up_hi]
     n_part_up = np.sum(part_up)
-    wta = kappa != 0.0 and n_part_up > 0
+    wta = hyper.wta_effective and kappa != 0.0 and n_part_up > 0
     if wta:
         ks = kappa * hyper.sigma
         c1 = hyper.gamma / (hyper.gamma + ks)
@@ -256,14 +258,20 @@ def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
 
 
 @jit
-def regularize_weights(state, layer, eta_w, lam, beta):
-    """Exponential weight regularization (13) of a hidden layer; returns its loss term."""
+def regularize_weights(state, layer, eta_w, lam, beta, exponential=True):
+    """Weight regularization (13) of a hidden layer; returns its loss term.
+
+    Each neuron's weights shrink by exp(-r_i), or by the first-order 1 - r_i, which changes
+    their sign once r_i > 1 (METHOD.md measured that diverge).
+    """
     loss = 0.0
     for i in range(state.neuron_start[layer], state.neuron_start[layer + 1]):
         s = np.float64(state.scale[i]) ** 2 * state.sum_sq[i]
         growth = math.exp(beta * (s - 1.0))
         loss += 0.5 * lam * growth
-        state.scale[i] = np.float32(state.scale[i] * math.exp(-eta_w * lam * beta * growth))
+        r = eta_w * lam * beta * growth
+        shrink = math.exp(-r) if exponential else 1.0 - r
+        state.scale[i] = np.float32(state.scale[i] * shrink)
     return loss
 
 
@@ -305,7 +313,8 @@ def train_step(state, inputs, label, kappas, floors, hyper, adam, scratch):
     if hyper.adam and hyper.adam_dense:
         dense_adam(state, adam, hyper, scratch, floors)
     for layer in range(n_layers - 1):
-        loss += regularize_weights(state, layer, hyper.eta_w, hyper.lam, hyper.beta)
+        loss += regularize_weights(state, layer, hyper.eta_w, hyper.lam, hyper.beta,
+                                   hyper.decay_exponential)
     return loss, predicted
 
 

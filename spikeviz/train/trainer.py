@@ -102,6 +102,8 @@ class Trainer:
             eta_w=eta_w, eta_th=eta_th, sigma=c.sigma, gamma=c.gamma, lam=c.lam, beta=c.beta,
             use_counts=c.trace == "counts", all_outputs=c.output_error == "all",
             adam=c.optimizer == "adam", adam_dense=c.adam_update == "dense",
+            wta_effective=c.wta_error == "effective",
+            decay_exponential=c.weight_decay == "exponential",
             beta1=c.adam_beta1, beta2=c.adam_beta2, eps=c.adam_eps,
         )
         if self.hyper.adam and self.adam.m_w.size == 0:

@@ -25,10 +25,12 @@ def make_hyper(**changes):
     """Hyper as the trainer builds it, with fixed Python types (one numba signature)."""
     values = dict(
         eta_w=0.01, eta_th=0.01, sigma=0.5, gamma=1.0, lam=0.0, beta=10.0, use_counts=False,
-        all_outputs=True, adam=False, adam_dense=False, beta1=0.9, beta2=0.999, eps=1e-8,
+        all_outputs=True, adam=False, adam_dense=False, wta_effective=True,
+        decay_exponential=True, beta1=0.9, beta2=0.999, eps=1e-8,
     )
     values.update(changes)
-    flags = ("use_counts", "all_outputs", "adam", "adam_dense")
+    flags = ("use_counts", "all_outputs", "adam", "adam_dense", "wta_effective",
+             "decay_exponential")
     return backprop.Hyper(**{k: bool(v) if k in flags else float(v) for k, v in values.items()})
 
 
@@ -212,6 +214,27 @@ def test_backpropagate_matches_finite_differences_of_the_wta_transfer_function(
     # numba's float() keeps float32 operands float32: w * scale is a float32 product (see report)
     np.testing.assert_allclose(delta[lower], expected, rtol=1e-6, atol=5e-7)
     np.testing.assert_array_equal(delta[upper], delta_up)  # the upper errors are left alone
+
+
+@pytest.mark.parametrize("kappa", [-0.4, -1.0])
+def test_plain_wta_error_ignores_the_lateral_correction(kappa):
+    """``wta_error="plain"``: the errors through a WTA layer are those of (11) without (8)."""
+    rng = np.random.default_rng(12)
+    network = init_network((5, 6, 4), rng)
+    results = {}
+    for name, layer_kappa, effective in [("plain", kappa, False), ("no WTA", 0.0, True),
+                                         ("effective", kappa, True)]:
+        state = Simulator(network).state
+        state.counts[:6] = [2, 0, 1, 3, 1, 4]
+        delta = np.zeros(state.thresholds.size)
+        takes_part = np.zeros(state.thresholds.size, np.bool_)
+        delta[6:] = np.linspace(-1.0, 1.0, 4)
+        takes_part[6:] = True
+        hyper = make_hyper(wta_effective=effective)
+        backprop.backpropagate(state, 0, layer_kappa, hyper, delta, takes_part)
+        results[name] = delta[:6].copy()
+    np.testing.assert_array_equal(results["plain"], results["no WTA"])
+    assert np.abs(results["effective"] - results["plain"]).max() > 1e-3
 
 
 def test_backpropagate_with_no_active_lower_neuron_gives_no_error():
@@ -444,6 +467,26 @@ def test_regularize_weights_shrinks_real_weights_by_exp_minus_r():
     assert loss == pytest.approx(np.sum(0.5 * lam * growth), rel=1e-6)
     np.testing.assert_allclose(real_weights(state, 0), real0 * np.exp(-r), rtol=1e-6)
     np.testing.assert_array_equal(real_weights(state, 1), out0)
+
+
+def test_first_order_weight_decay_multiplies_by_one_minus_r_and_can_flip_the_sign():
+    rng = np.random.default_rng(43)
+    network, sim = regularized_network(rng)
+    state = sim.state
+    eta_w, lam, beta = 0.05, 0.02, 10.0
+    real0 = real_weights(state, 0)
+    r = eta_w * lam * beta * np.exp(beta * (np.sum(real0 ** 2, axis=0) - 1.0))
+
+    backprop.regularize_weights(state, 0, eta_w, lam, beta, False)
+    np.testing.assert_allclose(real_weights(state, 0), real0 * (1.0 - r), rtol=1e-5)
+
+    # a neuron far above condition (10): r > 1, and the first-order form flips its weights
+    _, sim = regularized_network(np.random.default_rng(43))
+    state = sim.state
+    state.scale[0] *= 1.5  # sum of squares about 2.5-2.9: r = 0.01 exp(10 * 1.5..1.9) >> 1
+    before = real_weights(state, 0)[:, 0]
+    backprop.regularize_weights(state, 0, eta_w, lam, beta, False)
+    assert np.all(np.sign(real_weights(state, 0)[:, 0]) == -np.sign(before))
 
 
 def test_regularizer_gradient_and_its_first_order_agreement_with_the_decay():

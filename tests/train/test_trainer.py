@@ -93,6 +93,19 @@ def test_a_setting_changed_mid_run_takes_effect_at_the_next_sample(digits):
     assert trainer.hyper.eta_w == 0.0005
 
 
+def test_the_method_decisions_are_config_options_read_at_the_next_sample(digits):
+    config = small_config()
+    trainer = Trainer(config, digits)
+    trainer.train_sample()
+    assert trainer.hyper.wta_effective and trainer.hyper.decay_exponential
+    assert not trainer.hyper.use_counts and trainer.hyper.all_outputs
+    config.param.update(wta_error="plain", weight_decay="first_order", trace="counts",
+                        output_error="active")
+    trainer.train_sample()
+    assert not trainer.hyper.wta_effective and not trainer.hyper.decay_exponential
+    assert trainer.hyper.use_counts and not trainer.hyper.all_outputs
+
+
 def test_a_nan_weight_stops_the_run_naming_the_layer(digits):
     trainer = Trainer(small_config(), digits)
     trainer.train_sample()
