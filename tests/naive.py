@@ -70,11 +70,13 @@ def _add_spike(trace, last, counts, i, t, tau):
 
 
 def simulate(weights, thresholds, floors, times, channels, end_ms, kappas, dyn, watch=(),
-             scales=None):
+             scales=None, detail=None):
     """Run one sample; return per-layer results, the input traces and every spike and potential.
 
     ``dyn`` is a ``kernels.Dynamics``; ``watch`` lists (layer, neuron) pairs; ``scales`` the
     per-neuron weight scale of each layer (real weight = stored weight * scale), 1 if None.
+    ``detail``, a dict, receives the twin of the engine's detailed recording: ``rows``, one
+    dict per potential row with the fields of ``kernels.Detail``, and ``spike_event``.
     """
     scales = scales or [None] * len(weights)
     layers = [NaiveLayer(*args) for args in zip(weights, thresholds, floors, scales)]
@@ -83,16 +85,23 @@ def simulate(weights, thresholds, floors, times, channels, end_ms, kappas, dyn, 
     x_last = np.full(n_inputs, -np.inf)
     x_counts = np.zeros(n_inputs, np.int32)
     spikes, potentials = [], []
-    for t, k in zip(times, channels):
+    detail = {} if detail is None else detail
+    detail.update(rows=[], spike_event=[])
+    for e, (t, k) in enumerate(zip(times, channels)):
         _add_spike(x_trace, x_last, x_counts, k, t, dyn.tau_mp_ms)
         sources = [k]
         for index, layer in enumerate(layers):
             fired = []
             for source in sources:
-                fired += _receive(layer, index, source, t, kappas[index], dyn, spikes)
+                before, clock = layer.v.copy(), layer.clock
+                winners = _receive(layer, index, source, t, kappas[index], dyn, spikes)
+                detail["spike_event"] += [e] * len(winners)
+                fired += winners
                 for w_index, (watch_layer, neuron) in enumerate(watch):
                     if watch_layer == index:
                         potentials.append((t, w_index, layer.peak[neuron], layer.v[neuron]))
+                        detail["rows"].append(_detail_row(layer, neuron, e, source, t, before,
+                                                          clock, winners))
             if not fired:
                 break
             sources = fired
@@ -101,6 +110,18 @@ def simulate(weights, thresholds, floors, times, channels, end_ms, kappas, dyn, 
         layer.w += layer.boost  # the owed weight increases, once at the end of the sample
     x_trace = _trace_at(x_trace, x_last, end_ms, dyn.tau_mp_ms)
     return layers, (x_trace, x_counts), spikes, potentials
+
+
+def _detail_row(layer, neuron, event, source, t, before, clock, winners):
+    """What one event did to a watched neuron, step by step (the engine's ``Detail`` row)."""
+    fired = neuron in winners
+    return dict(
+        event=event, source=source, dt_ms=t - clock, before=before[neuron],
+        decayed=layer.decayed[neuron], jump=layer.jump[neuron], gain=layer.gain[neuron],
+        reset=layer.after_reset[neuron] if fired else np.nan,
+        rank=winners.index(neuron) if fired else -1, winners=len(winners),
+        threshold=layer.th[neuron],
+    )
 
 
 def _trace_at(trace, last, end_ms, tau):
@@ -125,8 +146,11 @@ def _receive(layer, index, source, t, kappa, dyn, spikes):
     """One event into one layer; returns the neurons that fired, in firing order."""
     decay = F32(math.exp((layer.clock - t) / dyn.tau_mp_ms))
     layer.clock = t
-    v = layer.v * decay + layer.w[source] * _gain(layer, t, dyn)  # decay, input (1)
-    layer.v = np.maximum(v, -layer.th)  # clip at -Vth
+    layer.gain = _gain(layer, t, dyn)
+    layer.decayed = layer.v * decay  # decay (1)
+    layer.jump = layer.w[source] * layer.gain  # input (1)
+    layer.v = np.maximum(layer.decayed + layer.jump, -layer.th)  # clip at -Vth
+    layer.after_reset = {}
     layer.peak = layer.v.copy()
     ratio = layer.v / layer.th
     candidates = sorted(np.flatnonzero(layer.v >= layer.th), key=lambda i: (-ratio[i], i))
@@ -136,6 +160,7 @@ def _receive(layer, index, source, t, kappa, dyn, spikes):
             continue
         # reset (2), clipped to [-Vth, Vth]
         layer.v[i] = min(max(layer.v[i] - F32(dyn.gamma) * layer.th[i], -layer.th[i]), layer.th[i])
+        layer.after_reset[i] = layer.v[i]
         if kappa != 0:  # WTA (4)
             others = np.arange(layer.th.size) != i
             inhibited = layer.v + F32(kappa) * layer.th

@@ -68,6 +68,8 @@ class State(NamedTuple):
     refractory: np.ndarray  # (sum N_l,) int32: per layer, its first n_refractory[l] slots list
     #                         the neurons (layer-local index) with dt < T_ref
     candidates: np.ndarray  # (sum N_l,) int32 scratch
+    after_reset: np.ndarray  # (sum N_l,) float32, V of a neuron right after its last reset (2),
+    #                          read by the detailed recording
     n_refractory: np.ndarray  # (L,) int64
     clock_ms: np.ndarray  # (L,) float64, time of each layer's previous event
     floor: np.ndarray  # (L,) float32, lower bound of each layer's thresholds (Sec. 5.2)
@@ -109,6 +111,34 @@ class Recording(NamedTuple):
     potential_peak: np.ndarray  # (P,) float32, V after the input, before reset and inhibition
     potential_end: np.ndarray  # (P,) float32, V when the event has been fully processed
     seen: np.ndarray  # (2,) int64: spikes, potential rows
+    detail: "Detail"  # the step-by-step account of each potential row; capacity 0 when off
+
+
+class Detail(NamedTuple):
+    """What happened to a watched neuron on one event, step by step (the neuron lab's trace).
+
+    Row r describes potential row r of the :class:`Recording` (same capacity P, or 0 when the
+    detail is off: then nothing below is written and the engine runs as fast as without it).
+    Step by step: V ``before`` the event, ``decayed`` (1), plus ``jump`` = w_ki * gain (1), clipped
+    at -Vth = the recording's peak; then ``reset`` (2) if it fired, WTA inhibition (4) by the other
+    ``winners``, clipping; the recording's end value.
+    """
+
+    event: np.ndarray  # (P,) int32, index of the input event that caused the row
+    source: np.ndarray  # (P,) int32, input of the layer that carried it (channel or neuron)
+    dt_ms: np.ndarray  # (P,) float64, time since the layer's previous event (the decay's dt)
+    before: np.ndarray  # (P,) float32, V before the decay
+    decayed: np.ndarray  # (P,) float32, V after the decay
+    jump: np.ndarray  # (P,) float32, w_ki * gain, the input added to the decayed V
+    gain: np.ndarray  # (P,) float32, scale * w_dyn at the event (w_dyn outside training)
+    reset: np.ndarray  # (P,) float32, V right after the neuron's own reset; NaN if it did not fire
+    rank: np.ndarray  # (P,) int32, its place in the layer's firing order on the event, -1: none
+    winners: np.ndarray  # (P,) int32, neurons of the layer that fired on the event
+    threshold: np.ndarray  # (P,) float32, Vth at the end of the event
+    spike_event: np.ndarray  # (S,) int32, input event that caused each stored spike
+    before_scratch: np.ndarray  # (K,) float32, V of the watched neurons before the event
+    clock_scratch: np.ndarray  # (K,) float64, their layer's previous event time
+    now: np.ndarray  # (2,) int64: the input event being processed, the source of the layer
 
 
 @jit
@@ -194,11 +224,17 @@ def _integrate(weights, row, potentials, thresholds, gain, lo, hi, decay):
 
 
 @jit
+def _decay(clock_ms, t_ms, tau_mp_ms):
+    """The factor (1) by which a layer's potentials decay from its previous event to t_ms."""
+    return np.float32(math.exp((clock_ms - t_ms) / tau_mp_ms))
+
+
+@jit
 def _integrate_event(state, layer_index, source, t_ms, dyn):
     """Steps 1-3 of one event reaching a layer through its input ``source``; returns whether a
     neuron reached threshold."""
     lo, hi = state.neuron_start[layer_index], state.neuron_start[layer_index + 1]
-    decay = np.float32(math.exp((state.clock_ms[layer_index] - t_ms) / dyn.tau_mp_ms))
+    decay = _decay(state.clock_ms[layer_index], t_ms, dyn.tau_mp_ms)
     state.clock_ms[layer_index] = t_ms
     if state.n_refractory[layer_index] > 0:
         state.n_refractory[layer_index] = _refresh_gains(
@@ -348,6 +384,8 @@ def _record_spike(rec, t_ms, layer_index, neuron):
         rec.spike_ms[n] = t_ms
         rec.spike_layer[n] = layer_index
         rec.spike_neuron[n] = neuron
+    if n < rec.detail.spike_event.size:
+        rec.detail.spike_event[n] = rec.detail.now[0]
     rec.seen[0] = n + 1
 
 
@@ -357,6 +395,65 @@ def _watch_peaks(rec, layer_index, potentials, lo):
     for w in range(rec.watch_layer.size):
         if rec.watch_layer[w] == layer_index:
             rec.watch_peak[w] = potentials[lo + rec.watch_neuron[w]]
+
+
+@jit
+def _watch_before(rec, state, layer_index, source):
+    """Detail: remember V of the watched neurons of this layer and the layer's clock before
+    an event from ``source`` decays them."""
+    d = rec.detail
+    d.now[1] = source
+    for w in range(rec.watch_layer.size):
+        if rec.watch_layer[w] == layer_index:
+            d.before_scratch[w] = state.potentials[state.neuron_start[layer_index]
+                                                   + rec.watch_neuron[w]]
+            d.clock_scratch[w] = state.clock_ms[layer_index]
+
+
+@jit
+def _input_detail(d, n, w, state, i, row, t_ms, tau_mp_ms):
+    """Steps 1-2 into detail row n: the same float32 products as _integrate computes."""
+    d.event[n] = d.now[0]
+    d.source[n] = d.now[1]
+    d.dt_ms[n] = t_ms - d.clock_scratch[w]
+    d.before[n] = d.before_scratch[w]
+    d.decayed[n] = d.before_scratch[w] * _decay(d.clock_scratch[w], t_ms, tau_mp_ms)
+    d.jump[n] = state.weights[row] * state.gain[i]
+    d.gain[n] = state.gain[i]
+
+
+@jit
+def _outcome_detail(d, n, state, i, neuron, fired, first, n_fired):
+    """Steps 4-6 into detail row n: the neuron's place among the winners and its reset."""
+    d.rank[n] = -1
+    d.reset[n] = np.nan
+    for f in range(first, n_fired):
+        if fired[f] == neuron:
+            d.rank[n] = f - first
+            d.reset[n] = state.after_reset[i]
+    d.winners[n] = n_fired - first
+    d.threshold[n] = state.thresholds[i]
+
+
+@jit
+def _record_detail(rec, state, layer_index, t_ms, dyn, fired, first, n_fired, after_input):
+    """Detail rows of the watched neurons of this layer, at the indices their potential rows
+    are about to take (see _record_potentials): steps 1-2 ``after_input`` (before a spike changes
+    a gain), steps 4-6 once the event is processed."""
+    d = rec.detail
+    lo, hi = state.neuron_start[layer_index], state.neuron_start[layer_index + 1]
+    row = state.weight_start[layer_index] + d.now[1] * (hi - lo)
+    n = rec.seen[1]
+    for w in range(rec.watch_layer.size):
+        if rec.watch_layer[w] != layer_index:
+            continue
+        if n < d.event.size:
+            neuron = rec.watch_neuron[w]
+            if after_input:
+                _input_detail(d, n, w, state, lo + neuron, row + neuron, t_ms, dyn.tau_mp_ms)
+            else:
+                _outcome_detail(d, n, state, lo + neuron, neuron, fired, first, n_fired)
+        n += 1
 
 
 @jit
@@ -375,12 +472,12 @@ def _record_potentials(rec, t_ms, layer_index, potentials, lo):
 
 
 @jit
-def _fire(potentials, thresholds, candidates, lo, hi, gamma, kappa, fired, n_fired):
+def _fire(potentials, thresholds, candidates, after_reset, lo, hi, gamma, kappa, fired, n_fired):
     """Steps 4-5 on the layer of neurons lo <= i < hi, with at least one at threshold.
 
     The neurons that fire (layer-local indices) are appended to ``fired`` after its first
     ``n_fired`` entries (the caller makes room for all the layer's neurons); returns the new
-    length.
+    length.  Each one's V right after its reset goes to ``after_reset`` (for the recording).
     """
     v, th = potentials, thresholds
     for c in range(_sorted_candidates(v, th, lo, hi, candidates)):
@@ -388,6 +485,7 @@ def _fire(potentials, thresholds, candidates, lo, hi, gamma, kappa, fired, n_fir
         if v[i] < th[i]:  # inhibited below threshold by an earlier winner
             continue
         v[i] = min(max(v[i] - gamma * th[i], -th[i]), th[i])
+        after_reset[i] = v[i]
         if kappa != 0.0:
             _inhibit_others(v, th, lo, hi, i, kappa)
         fired[n_fired] = i - lo
@@ -412,13 +510,16 @@ def _settle(state, layer_index, crossed, t_ms, kappa, dyn, rec, fired, n_fired):
     the recording.  Returns the new length of ``fired`` (see _fire)."""
     lo, hi = state.neuron_start[layer_index], state.neuron_start[layer_index + 1]
     watching = rec.watch_layer.size > 0
+    detailed = watching and rec.detail.event.size > 0
     if watching:
         _watch_peaks(rec, layer_index, state.potentials, lo)
+    if detailed:
+        _record_detail(rec, state, layer_index, t_ms, dyn, fired, n_fired, n_fired, True)
     first = n_fired
     if crossed:
         n_fired = _fire(
-            state.potentials, state.thresholds, state.candidates, lo, hi, np.float32(dyn.gamma),
-            np.float32(kappa), fired, n_fired,
+            state.potentials, state.thresholds, state.candidates, state.after_reset, lo, hi,
+            np.float32(dyn.gamma), np.float32(kappa), fired, n_fired,
         )
     for f in range(first, n_fired):
         _spiked(
@@ -428,6 +529,8 @@ def _settle(state, layer_index, crossed, t_ms, kappa, dyn, rec, fired, n_fired):
         _record_spike(rec, t_ms, layer_index, fired[f])
     if dyn.rho > 0.0 and n_fired > first:
         _regularize_layer(state, layer_index, fired[first:n_fired], dyn)
+    if detailed:
+        _record_detail(rec, state, layer_index, t_ms, dyn, fired, first, n_fired, False)
     if watching:
         _record_potentials(rec, t_ms, layer_index, state.potentials, lo)
     return n_fired
@@ -461,8 +564,11 @@ def run_sample(times_ms, channels, end_ms, inputs, state, kappas, dyn, rec):
     sources = np.empty(4 * widest, np.int32)
     fired = np.empty(4 * widest, np.int32)
     watching = rec.watch_layer.size > 0
+    detailed = watching and rec.detail.event.size > 0
     for e in range(times_ms.size):
         t_ms, k = times_ms[e], channels[e]
+        if detailed:
+            rec.detail.now[0] = e
         _bump_trace(inputs.trace, inputs.last_ms, inputs.counts, k, t_ms, dyn.tau_mp_ms)
         sources[0] = k
         n_sources = 1
@@ -472,6 +578,8 @@ def run_sample(times_ms, channels, end_ms, inputs, state, kappas, dyn, rec):
             for s in range(n_sources):
                 if n_fired + width > fired.size:
                     fired = _grow(fired, n_fired + width)
+                if detailed:
+                    _watch_before(rec, state, index, sources[s])
                 crossed = _integrate_event(state, index, sources[s], t_ms, dyn)
                 if crossed or watching:  # most events end here, in the first layer
                     n_fired = _settle(

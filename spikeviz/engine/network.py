@@ -159,16 +159,22 @@ class Simulator:
     watch : sequence of (layer, neuron) pairs whose potentials are recorded at every event
     spike_capacity, potential_capacity : int
         Size of the recording buffers (rows past them are counted, not stored).
+    detail : bool
+        Also record, for every potential row, each step of the event (decay, input jump,
+        dynamic weight, reset, WTA winners: :class:`kernels.Detail`) and the input event of each
+        spike; off (the default), it costs nothing.
     """
 
-    def __init__(self, network, *, watch=(), spike_capacity=0, potential_capacity=0):
+    def __init__(self, network, *, watch=(), spike_capacity=0, potential_capacity=0,
+                 detail=False):
         self.network = network
         self.state = _state(network)
         n_inputs = network.sizes[0]
         self.inputs = kernels.Inputs(
             np.full(n_inputs, -np.inf), np.zeros(n_inputs, FLOAT), np.zeros(n_inputs, np.int32)
         )
-        self.recording = _recording(network.sizes, watch, spike_capacity, potential_capacity)
+        self.recording = _recording(network.sizes, watch, spike_capacity, potential_capacity,
+                                    detail)
 
     def run(self, events, duration_ms, *, kappas, dynamics):
         """Simulate one presentation from rest.
@@ -230,6 +236,17 @@ class Simulator:
             rec.potential_peak[:n].copy(), rec.potential_end[:n].copy(),
         )
 
+    def recorded_detail(self):
+        """The detail of the stored potential rows (dict of :class:`kernels.Detail` fields, one
+        value per row) and ``spike_event``, the input event of each stored spike; empty arrays
+        when the simulator was made without ``detail``."""
+        rec = self.recording
+        rows = min(rec.seen[1], rec.detail.event.size)
+        spikes = min(rec.seen[0], rec.detail.spike_event.size)
+        detail = {name: getattr(rec.detail, name)[:rows].copy() for name in DETAIL_ROWS}
+        detail["spike_event"] = rec.detail.spike_event[:spikes].copy()
+        return detail
+
 
 def _state(network):
     n = int(network.neuron_start[-1])
@@ -250,6 +267,7 @@ def _state(network):
         counts=np.zeros(n, np.int32),
         refractory=np.zeros(n, np.int32),
         candidates=np.zeros(n, np.int32),
+        after_reset=np.zeros(n, FLOAT),
         n_refractory=np.zeros(n_layers, np.int64),
         clock_ms=np.zeros(n_layers),
         floor=np.zeros(n_layers, FLOAT),
@@ -263,7 +281,12 @@ def _per_neuron_sums(network, squared):
     )
 
 
-def _recording(sizes, watch, spike_capacity, potential_capacity):
+#: The per-row fields of :class:`kernels.Detail`.
+DETAIL_ROWS = ("event", "source", "dt_ms", "before", "decayed", "jump", "gain", "reset", "rank",
+               "winners", "threshold")
+
+
+def _recording(sizes, watch, spike_capacity, potential_capacity, detail=False):
     watch = np.asarray(list(watch), dtype=np.int32).reshape(-1, 2)
     for layer, neuron in watch:
         if not (0 <= layer < len(sizes) - 1 and 0 <= neuron < sizes[layer + 1]):
@@ -283,6 +306,23 @@ def _recording(sizes, watch, spike_capacity, potential_capacity):
         potential_peak=np.zeros(potential_capacity, FLOAT),
         potential_end=np.zeros(potential_capacity, FLOAT),
         seen=np.zeros(2, np.int64),
+        detail=_detail(len(watch), spike_capacity if detail else 0,
+                       potential_capacity if detail else 0),
+    )
+
+
+def _detail(n_watched, spike_capacity, row_capacity):
+    """Detail buffers of ``row_capacity`` rows (0: detail off)."""
+    f32, i32 = FLOAT, np.int32
+    return kernels.Detail(
+        event=np.zeros(row_capacity, i32), source=np.zeros(row_capacity, i32),
+        dt_ms=np.zeros(row_capacity), before=np.zeros(row_capacity, f32),
+        decayed=np.zeros(row_capacity, f32), jump=np.zeros(row_capacity, f32),
+        gain=np.zeros(row_capacity, f32), reset=np.zeros(row_capacity, f32),
+        rank=np.zeros(row_capacity, i32), winners=np.zeros(row_capacity, i32),
+        threshold=np.zeros(row_capacity, f32), spike_event=np.zeros(spike_capacity, i32),
+        before_scratch=np.zeros(n_watched, f32), clock_scratch=np.zeros(n_watched),
+        now=np.zeros(2, np.int64),
     )
 
 
