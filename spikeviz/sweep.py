@@ -30,10 +30,12 @@ import os
 import time
 from argparse import Namespace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from spikeviz.config import Config, ConfigError
+from spikeviz.errors import DataError
 
 #: Metrics a sweep can plot and tabulate (final epoch, except ``best_test_accuracy``).
 METRICS = ("test_accuracy", "best_test_accuracy", "train_accuracy", "loss", "no_output_fraction",
@@ -198,15 +200,33 @@ def check_trials(trials, base_values):
 
 # --- one trial (runs in a Dask worker) --------------------------------------------------------
 
-def _read_metrics(run_dir):
+def read_metrics(run_dir):
+    """The per-epoch metrics of a run directory (``metrics.jsonl``); [] if it has none yet."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    history = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == len(lines) and not text.endswith("\n"):
+                break  # the trainer is writing this line right now: the epoch is not done
+            raise DataError(f"{path}, line {number}: not JSON ({error.msg}); the file is damaged:"
+                            " delete the run directory to train the trial again") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("epoch"), int):
+            raise DataError(f"{path}, line {number}: not an epoch's metrics (no integer "
+                            "'epoch'); delete the run directory to train the trial again")
+        history.append(entry)
+    return history
 
 
 def _finished(run_dir, epochs):
-    history = _read_metrics(run_dir)
+    history = read_metrics(run_dir)
     return len(history) >= epochs and history[epochs - 1].get("epoch") == epochs
 
 
@@ -269,10 +289,10 @@ def run_trial(params, base_values, data_spec, run_dir):
             (run_dir / "error.txt").unlink(missing_ok=True)
             _train_epochs(trainer, config, run_dir, lambda: False)
             result["status"] = "ok"
-        result.update(_summary(_read_metrics(run_dir), config.epochs))
+        result.update(_summary(read_metrics(run_dir), config.epochs))
     except Exception as error:  # noqa: BLE001 - a failing trial is a result, not a crash
         result["error"] = f"{type(error).__name__}: {error}"
-        result.update(_summary(_read_metrics(run_dir), 10**9))
+        result.update(_summary(read_metrics(run_dir), 10**9))
         if run_dir.is_dir():
             (run_dir / "error.txt").write_text(result["error"] + "\n")
     result["seconds"] = time.perf_counter() - start
@@ -337,49 +357,88 @@ def _number(text):
         return None
 
 
-def best_by(rows, x, group, metric="test_accuracy"):
-    """``{group value: (best x value, its metric)}`` over the ok rows: e.g. the best kappa per N."""
+def best_by(rows, x, group, metric="test_accuracy", over="seed"):
+    """``{group value: (best x value, its metric)}`` over the ok rows: e.g. the best kappa per N.
+    The metric of an x value is its mean over the values of ``over`` (the seeds) if swept."""
     best = {}
+    for point in aggregate(rows, x, metric, (group,) if group else (), over):
+        key = point["group"][0] if group else ""
+        if key not in best or point["mean"] > best[key][1]:
+            best[key] = (point["x"], point["mean"])
+    return best
+
+
+def value_key(text):
+    """Sort key of a table's setting values: numbers by value, then other text."""
+    number = _number(text)
+    return (number is None, number or 0.0, str(text))
+
+
+def aggregate(rows, x, metric, groups=(), over="seed"):
+    """``metric`` of the ok rows summarised per ``(groups..., x)``: mean, min and max over the
+    values of the setting ``over`` (e.g. seeds).
+
+    Returns
+    -------
+    list of dict
+        ``{"group": tuple of the ``groups`` values, "x": text, "mean", "min", "max", "n"}``,
+        sorted by group then x.  Rows that differ only in ``over`` fall into one point; any other
+        setting that is neither ``x`` nor in ``groups`` is averaged over as well.
+    """
+    values = {}
     for row in rows:
         value = _number(row.get(metric))
         if row.get("status") != "ok" or value is None:
             continue
-        key = row.get(group) if group else ""
-        if key not in best or value > best[key][1]:
-            best[key] = (row[x], value)
-    return best
+        key = (tuple(row.get(name, "") for name in groups), row.get(x, ""))
+        values.setdefault(key, []).append(value)
+    points = [{"group": group, "x": x_value, "mean": sum(v) / len(v), "min": min(v),
+               "max": max(v), "n": len(v)} for (group, x_value), v in values.items()]
+    points.sort(key=lambda p: ([value_key(g) for g in p["group"]], value_key(p["x"])))
+    return points
 
 
-def plot_results(rows, names, metric, path, random=False):
-    """``metric`` against ``names[0]``, one line per combination of the others; False if no
-    matplotlib (the sweep still writes its table)."""
+def plot_groups(names, over="seed"):
+    """The x setting and the line settings of a plot of a sweep over ``names``: x is the first
+    swept setting, one line per combination of the others except ``over`` (averaged over)."""
+    x_name = names[0]
+    return x_name, [name for name in names[1:] if name != over]
+
+
+def plot_results(rows, names, metric, path, random=False, over="seed"):
+    """``metric`` against ``names[0]``, one line per combination of the others; a swept ``over``
+    setting (the seed) is averaged: the mean, with bars from the lowest to the highest value.
+    False if no matplotlib (the sweep still writes its table)."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
         print("matplotlib is not installed: no plot (the table is in results.csv)", flush=True)
         return False
-    ok = [r for r in rows if r["status"] == "ok" and _number(r.get(metric)) is not None]
-    x_name, others = names[0], names[1:]
-    xs = sorted({r[x_name] for r in ok}, key=lambda v: (_number(v) is None, _number(v) or 0, v))
+    x_name, others = plot_groups(names, over)
+    points = aggregate(rows, x_name, metric, others, over)
+    xs = sorted({p["x"] for p in points}, key=value_key)
     numeric = all(_number(v) is not None for v in xs)
     position = (lambda v: float(v)) if numeric else (lambda v: float(xs.index(v)))
     figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.add_subplot()
-    groups = {}
-    for row in ok:
-        groups.setdefault(tuple(row[n] for n in others), []).append(row)
-    for key, members in sorted(groups.items(), key=lambda item: [(_number(v) or 0, v)
-                                                                for v in item[0]]):
-        members.sort(key=lambda r: position(r[x_name]))
-        label = ", ".join(f"{n}={v}" for n, v in zip(others, key)) or None
-        axes.plot([position(r[x_name]) for r in members], [float(r[metric]) for r in members],
-                  "o" if random else "o-", label=label)
+    lines = {}
+    for point in points:
+        lines.setdefault(point["group"], []).append(point)
+    for group, members in lines.items():
+        label = ", ".join(f"{n}={v}" for n, v in zip(others, group)) or None
+        means = [p["mean"] for p in members]
+        spread = [[m - p["min"] for m, p in zip(means, members)],
+                  [p["max"] - m for m, p in zip(means, members)]]
+        axes.errorbar([position(p["x"]) for p in members], means, yerr=spread, capsize=3,
+                      fmt="o" if random else "o-", label=label)
     if not numeric:
         axes.set_xticks(range(len(xs)), xs)
     axes.set_xlabel(x_name)
-    axes.set_ylabel(metric)
+    repeats = max((p["n"] for p in points), default=1)
+    averaged = over in names and x_name != over and repeats > 1
+    axes.set_ylabel(f"{metric} (mean of {repeats} {over}s, min to max)" if averaged else metric)
     axes.grid(alpha=0.3)
-    if len(groups) > 1 or (groups and next(iter(groups)) != ()):
+    if len(lines) > 1 or (lines and next(iter(lines)) != ()):
         axes.legend(fontsize="small")
     figure.savefig(path, dpi=120)
     return True
@@ -513,3 +572,77 @@ def format_table(rows, columns=None):
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
     return "\n".join(line.rstrip() for line in lines)
 
+
+# --- reading a finished sweep (the app's sweep view, notebooks) ---------------------------------
+
+RESULTS_FILE = "results.csv"
+_REQUIRED_COLUMNS = ("trial", "status")
+_REPAIR = "run the same `spikeviz sweep` (same --out) again: it reads the finished trials back " \
+          "and rewrites the table"
+
+
+class Sweep(NamedTuple):
+    """A sweep read back from its directory."""
+
+    directory: Path
+    names: list  #: the swept settings, in the table's column order
+    rows: list  #: one dict of strings per trial, as in results.csv
+
+
+def find_sweeps(folder, depth=2):
+    """Sweep directories (those holding ``results.csv``): ``folder`` itself and the folders up
+    to ``depth`` levels below it, sorted by path."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder; enter a sweep directory (the --out of "
+                        "`spikeviz sweep`) or a folder that holds some")
+    found, level = [], [folder]
+    for _ in range(depth + 1):
+        found += [d for d in level if (d / RESULTS_FILE).is_file()]
+        level = sorted(child for d in level for child in d.iterdir()
+                       if child.is_dir() and child.name != "trials")
+    return sorted(found)
+
+
+def load_sweep(directory):
+    """The table of the sweep in ``directory``; a :class:`DataError` saying what is wrong with
+    it and how to fix it if it has no readable ``results.csv``."""
+    directory = Path(directory).expanduser()
+    path = directory / RESULTS_FILE
+    if not path.is_file():
+        where = "no such directory" if not directory.is_dir() else f"no {RESULTS_FILE}"
+        raise DataError(f"{directory}: {where}; it is not a sweep directory (`spikeviz sweep "
+                        f"--out DIR` writes DIR/{RESULTS_FILE} as its trials finish)")
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            reader = csv.reader(file)
+            header = next(reader, None)
+            records = list(reader)
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable CSV table ({error}); {_REPAIR}") from None
+    missing = [c for c in _REQUIRED_COLUMNS if c not in (header or [])]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(missing)} in the header "
+                        f"{header or '(empty file)'}; not a spikeviz sweep table, or damaged: "
+                        f"{_REPAIR}")
+    for number, record in enumerate(records, start=2):
+        if len(record) != len(header):
+            raise DataError(f"{path}, line {number}: {len(record)} fields where the header has "
+                            f"{len(header)}; the table is damaged: {_REPAIR}")
+    names = header[header.index("trial") + 1:header.index("status")]
+    return Sweep(directory, names, [dict(zip(header, record)) for record in records])
+
+
+def trial_dir(sweep, trial):
+    """The run directory of a trial (found under the sweep directory wherever it was run)."""
+    return sweep.directory / "trials" / trial
+
+
+def trial_checkpoint(sweep, trial):
+    """The checkpoint of a trial's last epoch (``last.npz``); a :class:`DataError` if missing."""
+    path = trial_dir(sweep, trial) / "last.npz"
+    if not path.is_file():
+        raise DataError(f"{path}: no checkpoint; the trial did not finish an epoch (see its "
+                        "error in the table), or its run directory was moved or deleted: "
+                        f"{_REPAIR}")
+    return path
