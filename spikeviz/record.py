@@ -10,7 +10,9 @@ Two structures:
 
 - :class:`RingLog`: rows of named columns (spikes, potentials, per-sample metrics, markers);
 - :class:`Latest`: a versioned slot for a value whose history nobody needs (the newest network
-  snapshot, the newest evaluation); readers take it when its version changed.
+  snapshot, the newest evaluation); readers take it when its version changed;
+- :class:`Thinned`: the whole history of a long series (e.g. the accuracy curve) in a fixed
+  number of rows, evenly spaced, thinned as it grows.
 
 :class:`TrainingRecord` bundles the logs of one training run.  Pure numpy and threading: the
 views (``spikeviz.viz``) turn what they drain into plots.
@@ -21,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Chunk", "Latest", "Reader", "RingLog", "TrainingRecord"]
+__all__ = ["Chunk", "Latest", "Reader", "RingLog", "Thinned", "TrainingRecord"]
 
 
 class Chunk(NamedTuple):
@@ -186,6 +188,71 @@ class Latest:
         """The current value, whatever its version."""
         with self._lock:
             return self._value
+
+
+class Thinned:
+    """At most ``capacity`` rows of a series of any length, evenly spaced over all of it.
+
+    Row ``i`` of the series (counting every row ever appended) is kept when ``i`` is a multiple
+    of the current ``stride``; when the kept rows fill the capacity, every other one is dropped
+    and the stride doubles.  So the rows kept are always rows 0, stride, 2 stride, ... of the
+    whole history: a curve of an hour or of a week costs the same memory, and a plot of it the
+    same points.  Not thread-safe: one owner (a view) appends and reads.
+
+    Parameters
+    ----------
+    capacity : int, even, at least 2: rows kept
+    **columns : column name -> numpy dtype
+    """
+
+    def __init__(self, capacity, **columns):
+        if capacity < 2 or capacity % 2:
+            raise ValueError(f"capacity must be an even number of rows >= 2, got {capacity}")
+        self.capacity = int(capacity)
+        self._columns = {name: np.zeros(self.capacity, dtype) for name, dtype in columns.items()}
+        self.size = 0  # rows kept
+        self.stride = 1  # rows of the series per kept row
+        self.total = 0  # rows ever appended
+        self.last = None  # the newest row appended, kept or not: {column: value}
+
+    def append(self, **arrays):
+        """Append rows (one equal-length array per column); keeps those on the stride."""
+        values = {name: np.asarray(arrays[name]) for name in self._columns}
+        n = len(next(iter(values.values())))
+        if n == 0:
+            return
+        self.last = {name: column[-1] for name, column in values.items()}
+        index = self.total + np.arange(n)
+        self.total += n
+        while index.size:
+            on_stride = index % self.stride == 0
+            index = index[on_stride]
+            values = {name: column[on_stride] for name, column in values.items()}
+            if self.size == self.capacity and index.size:
+                self._halve()
+                continue
+            count = min(index.size, self.capacity - self.size)
+            for name, column in self._columns.items():
+                column[self.size:self.size + count] = values[name][:count]
+            self.size += count
+            index = index[count:]
+            values = {name: column[count:] for name, column in values.items()}
+
+    def _halve(self):
+        half = self.capacity // 2
+        for column in self._columns.values():
+            column[:half] = column[:self.capacity:2]
+        self.size = half
+        self.stride *= 2
+
+    def data(self, with_last=True):
+        """Copies of the kept rows, oldest first; ``with_last``: and the newest row appended
+        when it is not among them (so that a curve always ends at the present)."""
+        columns = {name: column[:self.size].copy() for name, column in self._columns.items()}
+        if with_last and self.last is not None and (self.total - 1) % self.stride:
+            columns = {name: np.append(column, self.last[name])
+                       for name, column in columns.items()}
+        return columns
 
 
 class TrainingRecord:

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from spikeviz.record import Latest, RingLog, TrainingRecord
+from spikeviz.record import Latest, RingLog, Thinned, TrainingRecord
 
 
 def seq_log(capacity):
@@ -166,3 +166,39 @@ def test_a_reader_drains_each_log_from_where_it_stopped():
     assert reader.take("network") is None
     late = record.reader(from_start=False)
     assert len(late.read("markers")) == 0
+
+
+def thinned_series(capacity, n, chunk):
+    series = Thinned(capacity, i=np.int64, x=np.float64)
+    for start in range(0, n, chunk):
+        i = np.arange(start, min(start + chunk, n))
+        series.append(i=i, x=i * 0.5)
+    return series
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_thinned_keeps_evenly_spaced_rows_of_the_whole_history_within_its_capacity(chunk):
+    series = thinned_series(capacity=16, n=1000, chunk=chunk)
+    data = series.data(with_last=False)
+    assert series.total == 1000
+    assert len(data["i"]) <= 16
+    assert series.stride == 64  # 1000 rows: 16 rows at stride 64 would need 1024
+    np.testing.assert_array_equal(data["i"], np.arange(0, 1000, 64))
+    np.testing.assert_array_equal(data["x"], data["i"] * 0.5)
+
+
+def test_thinned_ends_at_the_newest_row_and_keeps_everything_while_it_fits():
+    short = thinned_series(capacity=16, n=10, chunk=3)
+    np.testing.assert_array_equal(short.data()["i"], np.arange(10))
+    long = thinned_series(capacity=16, n=1000, chunk=7)
+    assert long.data()["i"][-1] == 999
+    assert len(long.data()["i"]) == len(long.data(with_last=False)["i"]) + 1
+
+
+def test_thinned_memory_does_not_grow_with_the_series():
+    series = thinned_series(capacity=8, n=10, chunk=10)
+    columns = [id(column) for column in series._columns.values()]
+    for start in range(10, 100_000, 5000):
+        series.append(i=np.arange(start, start + 5000), x=np.zeros(5000))
+    assert [id(column) for column in series._columns.values()] == columns
+    assert series.size <= 8
