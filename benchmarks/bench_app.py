@@ -15,7 +15,8 @@ and seed (each loop has its own trainer, all at about the same point of the same
   A A' B are interleaved ``--rounds`` times to cancel drift; the target is B / A >= 0.90;
 - C: B with ``--raster-duration-ms`` presentations, so that the raster receives at least 5,000
   spikes/s (it shows the newest displayed sample, several times a second);
-- D: B with the accuracy curve full (``ACCURACY_ROLLOVER`` points, as after half an hour);
+- D: B with a long history on the accuracy curve (many times ``ACCURACY_POINTS`` rows fed to
+  it: the page holds its cap of thinned points, as after hours);
 - L (``--minutes N``): B with the app's defaults (evaluations on), one row a minute, for memory.
 
 Chromium run as root gives its display threads nice -8, which a user's browser cannot have;
@@ -26,7 +27,8 @@ page whose raster title names that sample (page clock aligned by the fastest of 
 trips).  CPU: per-thread CPU clocks (the drain callback, the server's event-loop thread, the
 training worker), the process, and the Chromium processes when psutil is installed.
 
-    python -m benchmarks.bench_app [--seconds 15] [--rounds 2] [--minutes 0] [--json FILE]
+    python -m benchmarks.bench_app [--seconds 15] [--rounds 2] [--minutes 0] [--memory-only]
+                                   [--json FILE]
 """
 
 import argparse
@@ -46,7 +48,7 @@ from playwright.sync_api import sync_playwright
 from spikeviz.config import Config
 from spikeviz.data import load_mnist
 from spikeviz.train.trainer import Trainer
-from spikeviz.viz.app import ACCURACY_ROLLOVER, TrainingApp
+from spikeviz.viz.app import ACCURACY_POINTS, TrainingApp
 
 try:
     import psutil
@@ -158,11 +160,11 @@ class Probe:
             record(*args)
             self.recorded[app._sample_count] = time.time()
 
-        def timed_drain():
+        def timed_drain(*args):
             cpu = time.thread_time()
             while self.before_drain:
                 self.before_drain.pop()()
-            drain()
+            drain(*args)
             self.drain_cpu += time.thread_time() - cpu
             self.server_thread = threading.get_ident()
             if title.text.startswith("sample "):
@@ -208,6 +210,7 @@ def measure(probe, page, seconds):
     probe.shown.clear()
     offset = clock_offset(page)
     cpu0, n0, start = probe.cpu(), trained(app.trainer), time.perf_counter()
+    skipped0, sent0 = app.skipped_updates, app._update_seq
     page.wait_for_timeout(seconds * 1000)  # (keeps Playwright's event loop turning)
     cpu1, n1, wall = probe.cpu(), trained(app.trainer), time.perf_counter() - start
     seen = page.evaluate(PAGE_TAKE)
@@ -223,6 +226,8 @@ def measure(probe, page, seconds):
         "frames_per_s": round(seen["frames"] / wall, 1),
         "longest_frame_gap_ms": round(seen["gap_ms"]),
         "raster_updates_per_s": round(len(seen["seen"]) / wall, 2),
+        "updates_sent_per_s": round((app._update_seq - sent0) / wall, 2),
+        "updates_skipped_per_s": round((app.skipped_updates - skipped0) / wall, 2),
         "raster_spikes_per_update": round(float(np.mean([r for *_, r in shown])) if shown else 0),
         "raster_spikes_per_s": round(sum(r for *_, r in shown) / wall),
         "rss_mb": round(rss_mb(), 1),
@@ -270,15 +275,14 @@ def app_phase(probe, page, seconds):
     return result
 
 
-def fill_accuracy_curve(app, rows=ACCURACY_ROLLOVER):
-    """The accuracy curve as after about half an hour: ``rows`` points (a few per update) up to
-    the current sample.  Run on the server thread."""
+def fill_accuracy_curve(app, rows=20 * ACCURACY_POINTS):
+    """A long history fed to the accuracy curve, up to the current sample (synthetic values):
+    the page then holds the curve's cap of thinned points.  Run on the server thread."""
     end = app._sample_count
-    sample = np.linspace(max(end - 50 * rows, 0), end, rows).round()
+    sample = np.linspace(0, end, rows).round().astype(np.int64)
     wave = 0.9 + 0.05 * np.sin(np.arange(rows) / 500)
     noise = 0.01 * np.random.default_rng(0).standard_normal(rows)
-    app.sources["accuracy"].data = {"sample": sample, "train_accuracy": wave + noise,
-                                    "mean_loss": 1.5 - wave + noise}
+    app._curve.append(sample=sample, train_accuracy=wave + noise, mean_loss=1.5 - wave + noise)
 
 
 def sample_rss(curve, stop, period_s=1.0):
@@ -371,6 +375,34 @@ def served_tab(data, unboost):
         server.join(timeout=5)
 
 
+def phases_a_to_d(args, probe, page):
+    """The bare loop, the app's loop and the served app interleaved, then C and D."""
+    app = probe.app
+    bare = Trainer(Config(hidden=[800], eta_w=app.config.eta_w), data=app.data)
+    loop_app = TrainingApp(config=Config(hidden=[800]), data=app.data, auto_evaluate=False)
+    bare_phase(bare, 3)  # warm-up
+    loop_phase(loop_app, 3)
+    a, a_loop, b = [], [], []
+    for round_ in range(1, args.rounds + 1):
+        a.append(bare_phase(bare, args.seconds))
+        log(f"A{round_} bare loop: {json.dumps(a[-1])}")
+        a_loop.append(loop_phase(loop_app, args.seconds))
+        log(f"A'{round_} the app's loop, unserved: {json.dumps(a_loop[-1])}")
+        b.append(app_phase(probe, page, args.seconds))
+        log(f"B{round_} the app served, streaming: {json.dumps(b[-1])}")
+    app.config.train_duration_ms = args.raster_duration_ms
+    c = dict(app_phase(probe, page, args.seconds), presentation_ms=args.raster_duration_ms)
+    log(f"C the app, {args.raster_duration_ms:g} ms presentations: {json.dumps(c)}")
+    app.config.train_duration_ms = 50.0
+    probe.before_drain.append(lambda: fill_accuracy_curve(app))
+    d = app_phase(probe, page, args.seconds)
+    d["accuracy_points_on_page"] = len(app.sources["accuracy"].data["sample"])
+    log(f"D the app, a long accuracy curve: {json.dumps(d)}")
+    return {"summary": summary(a, a_loop, b, c, d),
+            "phases": {"A_bare_loop": a, "A'_app_loop_unserved": a_loop, "B_app_served": b,
+                       "C_raster_5000": c, "D_accuracy_curve_long": d}}
+
+
 def log(text):
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
@@ -380,7 +412,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each phase")
     parser.add_argument("--rounds", type=int, default=2, help="A A' B rounds")
     parser.add_argument("--minutes", type=int, default=0, help="long run L, for memory")
-    parser.add_argument("--raster-duration-ms", type=float, default=175.0,
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the long run L (with --minutes), no phases A to D")
+    parser.add_argument("--raster-duration-ms", type=float, default=200.0,
                         help="presentation length in phase C (more spikes per raster update)")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA),
                         help="MNIST files (default: ../shared/data/mnist; bundled if missing)")
@@ -400,33 +434,12 @@ def main():
     curve, stop_rss = [], threading.Event()
     with served_tab(data, unboost=not args.keep_browser_priority) as (probe, page):
         app = probe.app
-        bare = Trainer(Config(hidden=[800], eta_w=app.config.eta_w), data)
-        loop_app = TrainingApp(config=Config(hidden=[800]), data=data, auto_evaluate=False)
         log("warm-up (compilation, first samples)")
-        bare_phase(bare, 3)
-        loop_phase(loop_app, 3)
         app_phase(probe, page, 3)
         threading.Thread(target=sample_rss, args=(curve, stop_rss), daemon=True).start()
-
-        a, a_loop, b = [], [], []
-        for round_ in range(1, args.rounds + 1):
-            a.append(bare_phase(bare, args.seconds))
-            log(f"A{round_} bare loop: {json.dumps(a[-1])}")
-            a_loop.append(loop_phase(loop_app, args.seconds))
-            log(f"A'{round_} the app's loop, unserved: {json.dumps(a_loop[-1])}")
-            b.append(app_phase(probe, page, args.seconds))
-            log(f"B{round_} the app served, streaming: {json.dumps(b[-1])}")
-        app.config.train_duration_ms = args.raster_duration_ms
-        c = dict(app_phase(probe, page, args.seconds), presentation_ms=args.raster_duration_ms)
-        log(f"C the app, {args.raster_duration_ms:g} ms presentations: {json.dumps(c)}")
-        app.config.train_duration_ms = 50.0
-        probe.before_drain.append(lambda: fill_accuracy_curve(app))
-        d = app_phase(probe, page, args.seconds)
-        log(f"D the app, accuracy curve full ({ACCURACY_ROLLOVER:,} points): {json.dumps(d)}")
-        report["summary"] = summary(a, a_loop, b, c, d)
-        report["phases"] = {"A_bare_loop": a, "A'_app_loop_unserved": a_loop,
-                            "B_app_served": b, "C_raster_5000": c, "D_accuracy_curve_full": d}
-        report["memory_short_run"] = memory_summary(curve)
+        if not args.memory_only:
+            report.update(phases_a_to_d(args, probe, page))
+            report["memory_short_run"] = memory_summary(curve)
 
         if args.minutes:
             curve.clear()

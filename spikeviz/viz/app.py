@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, CustomJS, Div
 
 from spikeviz.config import NMNIST_DEFAULTS, Config
 from spikeviz.data.mnist import load_mnist
@@ -60,7 +60,7 @@ from spikeviz.data.nmnist import SENSOR_HEIGHT, SENSOR_WIDTH, load_nmnist
 from spikeviz.engine import Simulator
 from spikeviz.engine.batch import available_cores
 from spikeviz.errors import ConfigError
-from spikeviz.record import TrainingRecord
+from spikeviz.record import Thinned, TrainingRecord
 from spikeviz.train.trainer import Trainer, predictions
 from spikeviz.viz import plots
 
@@ -69,13 +69,22 @@ __all__ = ["LIVE_SETTINGS", "MAX_RUNNING", "TrainingApp", "live_workers", "load_
 _log = logging.getLogger("spikeviz.app")
 
 #: Settings that change mid-run without restarting (the trainer reads them at the next sample).
-LIVE_SETTINGS = ("kappa_hidden", "kappa_output", "alpha", "lam", "rho", "eta_w")
-#: Period of the view update, ms.
-DRAIN_PERIOD_MS = 150
+LIVE_SETTINGS = ("kappa_hidden", "kappa_deeper", "kappa_output", "alpha", "lam", "rho", "eta_w",
+                 "eta_th")
+#: Period of the view update of the raster and the potentials, ms.
+DRAIN_PERIOD_MS = 200
+#: The slower views (accuracy curve, histograms, receptive fields, firing, confusion, status)
+#: update at most this often, seconds: each update of a plot costs the browser a redraw.
+SLOW_VIEWS_PERIOD_S = 1.0
 #: At most one sample per this many seconds has its spikes and potentials recorded and shown.
-DISPLAY_INTERVAL_S = 0.1
+DISPLAY_INTERVAL_S = DRAIN_PERIOD_MS / 1000
 #: A network snapshot (thresholds, receptive fields, firing) at most this often, seconds.
-SNAPSHOT_INTERVAL_S = 0.5
+SNAPSHOT_INTERVAL_S = SLOW_VIEWS_PERIOD_S
+#: A tab gets its next update only once it has drawn the previous one, or after this long
+#: (doubling while it stays silent, up to ``ACK_TIMEOUT_MAX_S``): a slow tab skips updates
+#: instead of making the server queue them.
+ACK_TIMEOUT_S = 2.0
+ACK_TIMEOUT_MAX_S = 60.0
 #: Evaluations take at most this share of the training time (and run at least 10 s apart).
 EVAL_SHARE = 0.05
 MIN_EVAL_INTERVAL_S = 10.0
@@ -83,8 +92,11 @@ MIN_EVAL_INTERVAL_S = 10.0
 RASTER_MAX_POINTS = 50_000
 #: Rows the potential recording keeps per displayed sample.
 POTENTIAL_CAPACITY = 50_000
-#: Points kept on the accuracy curve (a few per update: over an hour).
-ACCURACY_ROLLOVER = 50_000
+#: Points of the accuracy curve on the page, evenly spaced over the whole run (thinned as it
+#: grows): the browser redraws it once a second whatever the length of the run.
+ACCURACY_POINTS = 2_000
+#: Test points and markers kept on the curve.
+MARKER_ROLLOVER = 1_000
 #: Samples per moving average of the running accuracy and loss.
 RUNNING_WINDOW = 200
 #: Sessions that may train at the same time in one server process.
@@ -93,7 +105,7 @@ _RUN_SLOTS = threading.BoundedSemaphore(MAX_RUNNING)
 
 BUNDLED = "bundled MNIST (offline)"
 MNIST_DIR = "MNIST-style directory"
-NMNIST_DIR = "N-MNIST directory"
+NMNIST_DIR = "N-MNIST (directory, or emulated)"
 DATASETS = {BUNDLED: "mnist", MNIST_DIR: "mnist", NMNIST_DIR: "nmnist"}  # choice -> kind
 
 
@@ -109,18 +121,29 @@ def live_workers():
                for thread in threading.enumerate())
 
 
-def load_data(dataset=BUNDLED, data_dir=""):
-    """The data set of a choice in the app, loaded once per process (two kept)."""
-    key = (dataset, "" if dataset == BUNDLED else str(data_dir))
+def load_data(dataset=BUNDLED, data_dir="", n_train=None, n_test=None):
+    """The data set of a choice in the app, loaded once per process (two kept).
+
+    N-MNIST without a directory is emulated, as by the CLI: the saccade sensor emulator records
+    the bundled MNIST digits (the first ``n_train`` and ``n_test`` of them; default all, about
+    half a minute on 2 cores).
+    """
+    data_dir = str(data_dir).strip()
+    emulated = dataset == NMNIST_DIR and not data_dir
+    key = (dataset, "" if dataset == BUNDLED else data_dir,
+           (n_train, n_test) if emulated else None)
     with _DATA_LOCK:
         if key in _DATA_CACHE:
             _DATA_CACHE.move_to_end(key)
             return _DATA_CACHE[key]
-    if dataset != BUNDLED and not str(data_dir).strip():
-        raise ConfigError(f"{dataset}: enter the data directory (MNIST: the four IDX files; "
-                          "N-MNIST: Train/ and Test/ folders of .bin recordings)")
+    if dataset == MNIST_DIR and not data_dir:
+        raise ConfigError(f"{dataset}: enter the data directory (the four IDX files)")
     if dataset == MNIST_DIR:
         data = load_mnist(Path(data_dir).expanduser(), download=False)
+    elif emulated:
+        from spikeviz.data import emulate_nmnist  # compiles its kernel: only when needed
+
+        data = emulate_nmnist(load_mnist(bundled=True), n_train=n_train, n_test=n_test)
     elif dataset == NMNIST_DIR:
         data = load_nmnist(Path(data_dir).expanduser(), skip_bad=True)
     else:
@@ -162,11 +185,14 @@ def _input_images(weights, task, data):
 
 
 def _fmt(value):
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_fmt, value)) + "]"
     return "default" if value is None else f"{value:g}"
 
 
-def _default_eta_w(optimizer):
-    return Config(optimizer=optimizer).learning_rates(0)[0]
+def _default_rates(optimizer, eta_w=None):
+    """(eta_w, eta_th) an optimizer uses by default (eta_th for a given eta_w)."""
+    return Config(optimizer=optimizer, eta_w=eta_w).learning_rates(0)[:2]
 
 
 def _parse_hidden(text):
@@ -178,6 +204,16 @@ def _parse_hidden(text):
         raise ConfigError(f"hidden layer sizes must be positive integers such as '800' or "
                           f"'500, 500', got {text!r}")
     return sizes
+
+
+def _acknowledgement(figure):
+    """A model the page sets to ``figure.tags`` once it has drawn the update that changed them
+    (the next animation frame): the server reads it to know how far behind the tab is."""
+    ack = Div(name="drain_ack", tags=[0], visible=False)
+    figure.js_on_change("tags", CustomJS(args={"ack": ack}, code=(
+        "const seq = cb_obj.tags[0];"
+        "requestAnimationFrame(() => { ack.tags = [seq]; });")))
+    return ack
 
 
 class _Worker(threading.Thread):
@@ -252,7 +288,8 @@ class TrainingApp(pn.viewable.Viewer):
 
     dataset = param.Selector(default=BUNDLED, objects=list(DATASETS),
                              doc="data set of the next run (applied by Reset)")
-    data_dir = param.String(default="", doc="directory of the data set (not for bundled MNIST)")
+    data_dir = param.String(default="", doc="directory of the data set (not for bundled MNIST;"
+                                            " N-MNIST without one is emulated)")
     hidden = param.String(default="800", doc="hidden layer sizes of the next run, e.g. '500, 500'")
     optimizer = param.Selector(default="adam", objects=["adam", "sgd"],
                                doc="optimizer of the next run")
@@ -331,10 +368,13 @@ class TrainingApp(pn.viewable.Viewer):
                                     potential_capacity=POTENTIAL_CAPACITY).recording
 
     def _concrete_learning_rate(self):
-        """Give eta_w a number (its optimizer's default) so that its widget can show it."""
-        if self.config.eta_w is None:
+        """Give eta_w and eta_th numbers (their defaults) so that their widgets can show them."""
+        config = self.config
+        if config.eta_w is None or config.eta_th is None:
             with self._quietly():
-                self.config.eta_w = self.config.learning_rates(0)[0]
+                eta_w, eta_th = _default_rates(config.optimizer, config.eta_w)
+                config.param.update(eta_w=eta_w if config.eta_w is None else config.eta_w,
+                                    eta_th=eta_th if config.eta_th is None else config.eta_th)
 
     @contextlib.contextmanager
     def _quietly(self):
@@ -570,19 +610,27 @@ class TrainingApp(pn.viewable.Viewer):
         """A new run with the next-run settings (data set, hidden sizes, optimizer, seed)."""
         with self._lock:
             hidden = _parse_hidden(self.hidden)
-            data = load_data(self.dataset, self.data_dir)
+            if self.dataset == NMNIST_DIR and not self.data_dir.strip():
+                self._notify("no N-MNIST directory: emulating recordings of the bundled MNIST "
+                             "digits with the saccade sensor emulator (about half a minute)")
+            data = load_data(self.dataset, self.data_dir, self.config.train_samples,
+                             self.config.test_samples)
             with self._quietly():
-                # eta_w keeps a number the user chose, and follows the optimizer's default
-                follows_default = self.config.eta_w == _default_eta_w(self.config.optimizer)
+                # a learning rate keeps a number the user chose, else follows the defaults
+                config = self.config
+                default_w = config.eta_w == _default_rates(config.optimizer)[0]
+                default_th = config.eta_th == _default_rates(config.optimizer, config.eta_w)[1]
                 values = {"hidden": hidden, "optimizer": self.optimizer, "seed": self.seed,
                           "dataset": DATASETS[self.dataset]}
                 if values["dataset"] != self.config.dataset:  # the other kind's time constant
                     values["tau_mp_ms"] = (NMNIST_DEFAULTS["tau_mp_ms"]
                                            if values["dataset"] == "nmnist"
                                            else Config.param.tau_mp_ms.default)
-                self.config.update_from(values, source="new run")
-                if follows_default:
-                    self.config.eta_w = _default_eta_w(self.optimizer)
+                config.update_from(values, source="new run")
+                if default_w:
+                    config.eta_w = _default_rates(config.optimizer)[0]
+                if default_th:
+                    config.eta_th = _default_rates(config.optimizer, config.eta_w)[1]
             self.data = data
             self._install(Trainer(self.config, data))
         self._notify(f"new run: {self.trainer.n_inputs}-"
@@ -651,7 +699,8 @@ class TrainingApp(pn.viewable.Viewer):
             self._worker = _Worker(self)
             self._worker.start()
         if self._callback is None:
-            self._callback = pn.state.add_periodic_callback(self.drain, period=DRAIN_PERIOD_MS)
+            self._callback = pn.state.add_periodic_callback(self._periodic_drain,
+                                                            period=DRAIN_PERIOD_MS)
 
     def close(self, timeout=None):
         """Stop the worker (after its current sample or task) and the view updates."""
@@ -691,11 +740,18 @@ class TrainingApp(pn.viewable.Viewer):
                 if source.name:
                     self.sources[source.name] = source
         self._reader = None
+        self._ack = _acknowledgement(self._figures["raster"])
+        self._update_seq, self._sent_at, self._ack_timeout = 0, 0.0, ACK_TIMEOUT_S
+        self._slow_views_at = -math.inf
+        self.skipped_updates = 0  # periodic updates a slow tab made the server skip
+        self._shown_state = None
         self._speed = (time.perf_counter(), self._sample_count, 0.0)
         self._status = pn.pane.Markdown("", css_classes=["status"], margin=(0, 10))
         self._progress = pn.indicators.Progress(value=0, max=max(self.trainer.n_train, 1),
                                                 width=280, css_classes=["progress"])
         self._alert = pn.pane.Alert("", alert_type="info", visible=False, width=280)
+        self._deeper_kappas = pn.Column(*self._deeper_kappa_sliders(), margin=0)
+        self._confirm_reset = self._build_reset_confirmation()
         self._layout = self._build_layout()
         self._update_status()
 
@@ -732,15 +788,20 @@ class TrainingApp(pn.viewable.Viewer):
                                           css_classes=["rho"], width=260),
             widgets.FloatInput.from_param(c.eta_w, step=1e-4, label="eta_w (learning rate)",
                                           css_classes=["eta-w"], width=260),
+            widgets.FloatInput.from_param(c.eta_th, step=1e-4,
+                                          label="eta_th (threshold learning rate)",
+                                          css_classes=["eta-th"], width=260),
         ]
+        live.insert(1, self._deeper_kappas)
         controls = pn.Column(
             pn.pane.Markdown("## spikeviz\nWatch a spiking network learn."),
             self._status, self._progress,
             pn.Row(button("Start", self.start, "success"), button("Pause", self.pause, "warning"),
                    button("Step", step_once)),
-            pn.Row(button("Reset", queued(self._reset), "danger"),
+            pn.Row(button("Reset", self.ask_reset, "danger"),
                    button("Evaluate now", queued(self._evaluate), "primary",
                           css="evaluate-button")),
+            self._confirm_reset,
             self._alert,
             pn.Card(*live, title="Live settings (apply at the next sample)", width=290),
             pn.Card(
@@ -752,7 +813,8 @@ class TrainingApp(pn.viewable.Viewer):
             pn.Card(
                 pn.Param(self.param, parameters=["dataset", "data_dir", "hidden", "optimizer",
                                                  "seed"], show_name=False, width=260),
-                pn.pane.Markdown("Applied by **Reset**, which starts a new run."),
+                pn.pane.Markdown("Applied by **Reset**, which starts a new run (after a "
+                                 "confirmation)."),
                 title="New run", width=290, collapsed=True,
             ),
             pn.Card(
@@ -770,45 +832,133 @@ class TrainingApp(pn.viewable.Viewer):
         )
         return pn.Row(controls, plots_column)
 
+    def _deeper_kappa_sliders(self):
+        """A WTA slider for each hidden layer after the first (``kappa_deeper``, as the CLI's
+        ``--wta``), for the network of the current run."""
+        deeper = self.config.kappas()[1:-1][:len(self.trainer.network.sizes) - 3]
+        sliders = []
+        for k, kappa in enumerate(deeper):
+            slider = pn.widgets.FloatSlider(
+                label=f"kappa hidden {k + 2} (WTA)", start=-1.0, end=0.0, step=0.05,
+                value=float(kappa), css_classes=[f"kappa-hidden-{k + 2}"], width=260)
+            # on release, as the other sliders: not at every step of a drag
+            slider.param.watch(functools.partial(self._set_deeper_kappa, k), "value_throttled")
+            sliders.append(slider)
+        return sliders
+
+    def _set_deeper_kappa(self, k, event):
+        kappas = list(self.config.kappas()[1:-1])
+        kappas[k] = float(event.new)
+        self.config.kappa_deeper = kappas  # a new list: the watchers see the change
+
+    def _build_reset_confirmation(self):
+        text = pn.pane.Markdown("", css_classes=["reset-question"], width=270, margin=(0, 5))
+        yes = pn.widgets.Button(label="Discard the run and reset", color="danger",
+                                css_classes=["confirm-reset-button"], width=180)
+        no = pn.widgets.Button(label="Cancel", css_classes=["cancel-reset-button"], width=80)
+        yes.on_click(lambda event: self.confirm_reset())
+        no.on_click(lambda event: self.cancel_reset())
+        return pn.Column(text, pn.Row(yes, no), visible=False, css_classes=["confirm-reset"],
+                         width=290)
+
+    def ask_reset(self):
+        """What Reset does: say what the new run will be, and wait for a confirmation."""
+        question = self._confirm_reset[0]
+        question.object = (
+            f"**Start a new run?** {self.hidden.replace(' ', '')} hidden, {self.optimizer}, "
+            f"seed {self.seed}, {self.dataset}. The current run (epoch {self.trainer.epoch + 1}"
+            f", sample {self.trainer.position:,}) is discarded unless saved.")
+        self._confirm_reset.visible = True
+
+    def confirm_reset(self):
+        self._confirm_reset.visible = False
+        self._do(self._reset, guarded=True)
+
+    def cancel_reset(self):
+        self._confirm_reset.visible = False
+
     def __panel__(self):
         return self._layout
 
-    def drain(self):
-        """One update of the views from the record (the periodic callback; tests call it)."""
+    def drain(self, full=True):
+        """One update of the views from the record (tests and notebooks call it).
+
+        ``full``: also the slower views (curve, histograms, fields, firing, confusion, status);
+        the periodic update passes ``full=False`` between two of their turns.
+        """
         try:
             with pn.io.hold():
-                self._drain()
+                self._drain(full)
         except Exception as error:  # noqa: BLE001: a failing update must say so on the page
             _log.exception("view update failed")
             self._show_notice("danger", f"view update failed: {type(error).__name__}: {error}")
 
-    def _drain(self):
+    def _periodic_drain(self):
+        """The periodic callback: update the tab once it has drawn the previous update."""
+        now = time.monotonic()
+        acked = self._ack.tags[0] if self._ack.tags else 0
+        if acked >= self._update_seq:
+            self._ack_timeout = ACK_TIMEOUT_S
+        elif acked > 0 and now - self._sent_at < self._ack_timeout:
+            self.skipped_updates += 1  # the tab is behind: it gets the newest state later
+            return
+        elif acked > 0:  # silent for long: send again, and wait longer next time
+            self._ack_timeout = min(2 * self._ack_timeout, ACK_TIMEOUT_MAX_S)
+        full = now - self._slow_views_at >= SLOW_VIEWS_PERIOD_S
+        if full:
+            self._slow_views_at = now
+        self.drain(full)
+        self._sent_at = now
+
+    def _drain(self, full):
         record = self.record
         if self._reader is None or self._reader.record is not record:  # a new run
-            self._reader = record.reader()
-            for name in ("accuracy", "test_accuracy", "markers", "confusion"):
-                source = self.sources[name]
-                source.data = {key: [] for key in source.data}
-            sizes = record.meta["sizes"]
-            plots.set_raster_layers(self._figures["raster"], sizes)
-            self._figures["firing"].x_range.factors = plots.layer_names(sizes)[1:]
+            self._new_run_views(record)
+            full = True
         reader, sources = self._reader, self.sources
         self._drain_sample(reader)
         metrics = reader.read("metrics")
         if len(metrics):
-            rows = plots.accuracy_rows(metrics.data["sample"], metrics.data["train_accuracy"],
-                                       metrics.data["mean_loss"])
-            sources["accuracy"].stream(rows, rollover=ACCURACY_ROLLOVER)
+            self._curve.append(sample=metrics.data["sample"],
+                               train_accuracy=metrics.data["train_accuracy"],
+                               mean_loss=metrics.data["mean_loss"])
         tests = reader.read("tests")
         if len(tests):
             sources["test_accuracy"].stream(
                 {"sample": tests.data["sample"], "test_accuracy": tests.data["test_accuracy"]},
-                rollover=ACCURACY_ROLLOVER)
+                rollover=MARKER_ROLLOVER)
         markers = reader.read("markers")
         if len(markers):
             sources["markers"].stream(
                 {"sample": markers.data["sample"], "text": list(markers.data["text"])},
-                rollover=ACCURACY_ROLLOVER)
+                rollover=MARKER_ROLLOVER)
+        while self._notices:
+            self._show_notice(*self._notices.popleft())
+        if full:
+            self._drain_slow_views(reader)
+        else:
+            self._update_status(only_if_state_changed=True)
+        self._update_seq += 1
+        self._figures["raster"].tags = [self._update_seq]  # the tab acknowledges it when drawn
+
+    def _new_run_views(self, record):
+        self._reader = record.reader()
+        self._curve = Thinned(ACCURACY_POINTS, sample=np.int64, train_accuracy=np.float32,
+                              mean_loss=np.float32)
+        self._curve_total = -1
+        for name in ("accuracy", "test_accuracy", "markers", "confusion"):
+            source = self.sources[name]
+            source.data = {key: [] for key in source.data}
+        sizes = record.meta["sizes"]
+        plots.set_raster_layers(self._figures["raster"], sizes)
+        self._figures["firing"].x_range.factors = plots.layer_names(sizes)[1:]
+        self._deeper_kappas.objects = self._deeper_kappa_sliders()
+
+    def _drain_slow_views(self, reader):
+        sources = self.sources
+        if self._curve.total != self._curve_total:  # replaced: thinning moves older points
+            self._curve_total = self._curve.total
+            sources["accuracy"].data = self._curve.data()
         network = reader.take("network")
         if network is not None:
             sources["thresholds"].data = plots.threshold_histogram_data(
@@ -826,8 +976,6 @@ class TrainingApp(pn.viewable.Viewer):
             self._figures["confusion"].title.text = (
                 f"confusion matrix: {evaluation['accuracy']:.1%} of "
                 f"{len(evaluation['labels']):,} test digits at sample {evaluation['sample']:,}")
-        while self._notices:
-            self._show_notice(*self._notices.popleft())
         self._update_status()
 
     def _drain_sample(self, reader):
@@ -868,7 +1016,7 @@ class TrainingApp(pn.viewable.Viewer):
     def _show_notice(self, kind, text):
         self._alert.param.update(object=text, alert_type=kind, visible=True)
 
-    def _update_status(self):
+    def _update_status(self, only_if_state_changed=False):
         trainer, worker = self.trainer, self._worker
         now, count = time.perf_counter(), self._sample_count
         then, count_then, speed = self._speed
@@ -881,6 +1029,9 @@ class TrainingApp(pn.viewable.Viewer):
             state = "running"
         else:
             state = "paused"
+        if only_if_state_changed and state == self._shown_state:
+            return
+        self._shown_state = state
         tests = self.sources["test_accuracy"].data["sample"]
         test = (f" | test accuracy {self.sources['test_accuracy'].data['test_accuracy'][-1]:.1%}"
                 if len(tests) else "")

@@ -42,7 +42,7 @@ from bokeh.palettes import Blues256, Category10, RdBu11
 from bokeh.plotting import figure
 
 __all__ = [
-    "accuracy_figure", "accuracy_rows", "confusion_data", "confusion_figure", "firing_data",
+    "accuracy_figure", "confusion_data", "confusion_figure", "firing_data",
     "firing_figure", "layer_names", "potentials_data", "potentials_figure", "raster_data",
     "raster_figure", "receptive_fields_data", "receptive_fields_figure",
     "threshold_histogram_data", "threshold_histogram_figure",
@@ -260,19 +260,6 @@ def threshold_histogram_figure(data=None, width=420, height=300):
 
 
 # --- accuracy and loss ---
-
-def accuracy_rows(sample, train_accuracy, mean_loss, max_rows=4):
-    """At most ``max_rows`` rows, evenly spaced and always including the newest, of the metrics
-    drained since the last update (a few points per update keep an hour on a 50k-row curve)."""
-    sample = np.asarray(sample)
-    n = sample.size
-    if n > max_rows:
-        keep = np.unique(np.linspace(n - 1, 0, max_rows).round().astype(np.int64))
-    else:
-        keep = np.arange(n)
-    return {"sample": sample[keep], "train_accuracy": np.asarray(train_accuracy)[keep],
-            "mean_loss": np.asarray(mean_loss)[keep]}
-
 
 def accuracy_figure(data=None, tests=None, markers=None, width=620, height=300):
     """Running train accuracy (line), test accuracy (dots), loss (right axis) against samples

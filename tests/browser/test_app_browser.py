@@ -21,7 +21,7 @@ pytestmark = pytest.mark.browser
 SCREENSHOT = Path(__file__).parents[2] / "docs" / "figures" / "app.png"
 CONTROLS = ["start-button", "pause-button", "step-button", "reset-button", "evaluate-button",
             "save-button", "load-button", "kappa-hidden", "kappa-output", "alpha", "lam", "rho",
-            "eta-w", "checkpoint-path", "status"]
+            "eta-w", "eta-th", "checkpoint-path", "status"]
 
 
 def wait_for_rows(page, source, column, at_least=1, timeout_s=30):
@@ -107,6 +107,22 @@ def test_the_kappa_slider_changes_the_running_trainer(page, app):
     assert app.running  # no restart: the same run, still training
     page.wait_for_function("() => Array.from(Bokeh.documents[0].get_model_by_name('markers')"
                            ".data.text).includes('kappa_hidden -0.4 -> -0.35')")
+
+
+def test_a_slow_tab_gets_the_newest_state_instead_of_a_queue(page, app):
+    start(page, app)
+    wait_until(lambda: app._ack.tags[0] >= 5, 10, "the page to acknowledge what it drew")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setCPUThrottlingRate", {"rate": 40})  # a tab on a starved machine
+    try:
+        skipped, sent = app.skipped_updates, app._update_seq
+        page.wait_for_timeout(3000)
+        assert app.skipped_updates > skipped  # the server waited for the tab
+        assert app._update_seq - sent < 3000 / 200 / 2  # and sent it far less than 5 a second
+        assert app._update_seq - app._ack.tags[0] <= 2  # nothing queued up on the way
+    finally:
+        cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
+    wait_until(lambda: app._ack.tags[0] == app._update_seq, 10, "the tab to catch up")
 
 
 def test_pause_stops_the_sample_counter(page, app):

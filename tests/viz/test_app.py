@@ -7,13 +7,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import param
 import pytest
 
 from spikeviz.config import Config
 from spikeviz.data import load_mnist
 from spikeviz.errors import ConfigError
 from spikeviz.train.trainer import DivergenceError
-from spikeviz.viz.app import TrainingApp, live_workers
+from spikeviz.viz import app as app_module
+from spikeviz.viz.app import ACCURACY_POINTS, NMNIST_DIR, TrainingApp, live_workers
 
 APP_SCRIPT = Path(__file__).parents[2] / "apps" / "train.py"
 
@@ -47,7 +49,7 @@ def test_steps_fill_the_raster_and_the_accuracy_curve(app):
     assert 0 in layers and 1 in layers  # input events and hidden spikes of the last sample
     assert np.all((np.asarray(raster["t"]) >= 0) & (np.asarray(raster["t"]) <= 50.0))
     accuracy = app.sources["accuracy"].data
-    assert 0 < len(accuracy["sample"]) <= 4 and accuracy["sample"][-1] == 20
+    assert list(accuracy["sample"]) == list(range(1, 21))  # under its cap: every sample
     assert 0.0 <= accuracy["train_accuracy"][-1] <= 1.0
     assert len(app.sources["potentials"].data["xs"]) == 4 + 10  # 4 hidden, 10 outputs
     assert len(app.sources["thresholds"].data["top"]) > 0
@@ -205,3 +207,118 @@ def test_the_served_app_module_imports_without_serving():
     namespace = runpy.run_path(str(APP_SCRIPT))
     assert namespace["TrainingApp"] is TrainingApp
     assert "app" not in namespace  # built only under `panel serve`
+
+
+def test_the_accuracy_curve_keeps_a_bounded_number_of_points_over_a_long_run(app):
+    app.step(1)
+    metrics = app.record.metrics
+    for start in range(2, 60_002, 20_000):  # as the metrics of an hour arrive, drained
+        sample = np.arange(start, start + 20_000)
+        metrics.append(sample=sample, epoch=np.zeros_like(sample), correct=sample % 2,
+                       loss=np.ones(sample.size), train_accuracy=np.full(sample.size, 0.5),
+                       mean_loss=np.ones(sample.size))
+        app.drain()
+    curve = np.asarray(app.sources["accuracy"].data["sample"])
+    assert len(curve) <= ACCURACY_POINTS + 1
+    assert curve[0] == 1 and curve[-1] == 60_001  # the whole run, up to the newest sample
+    assert np.all(np.diff(curve) > 0)
+    assert np.ptp(np.diff(curve[:-1])) == 0  # evenly spaced
+
+
+def served_tab_acknowledges(app, seq):
+    app._ack.tags = [seq]  # what the page does once it has drawn update ``seq``
+
+
+def test_a_tab_that_has_not_drawn_the_last_update_gets_no_new_one(app):
+    app.step(2)
+    app._periodic_drain()
+    first = app._figures["raster"].title.text
+    assert first.startswith("sample 2:")
+    served_tab_acknowledges(app, app._update_seq)
+    app.step(2)
+    app._periodic_drain()  # acknowledged: the tab gets sample 4
+    assert app._figures["raster"].title.text.startswith("sample 4:")
+    for _ in range(5):  # the tab is behind: the server keeps the newest state, sends nothing
+        app.step(1)
+        app._periodic_drain()
+    assert app._figures["raster"].title.text.startswith("sample 4:")
+    assert app.skipped_updates == 5
+    served_tab_acknowledges(app, app._update_seq)
+    app._periodic_drain()  # caught up: straight to the newest sample, not the backlog
+    assert app._figures["raster"].title.text.startswith("sample 9:")
+    assert app.skipped_updates == 5
+
+
+def test_a_silent_tab_is_retried_less_and_less_often(app, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(app_module.time, "monotonic", lambda: clock[0])
+    app.step(1)
+    app._periodic_drain()
+    served_tab_acknowledges(app, app._update_seq)
+    sent = []
+    for _ in range(int(200 / 0.2)):  # 200 s of periodic callbacks, nothing acknowledged
+        clock[0] += 0.2
+        before = app._update_seq
+        app._periodic_drain()
+        if app._update_seq > before:
+            sent.append(clock[0] - 1000.0)
+    gaps = np.diff([0.0, *sent])
+    assert len(sent) <= 8  # 2 + 4 + 8 + 16 + 32 + 60 + 60 ... seconds apart
+    assert np.all(np.diff(gaps) >= -1e-9) and gaps.max() <= app_module.ACK_TIMEOUT_MAX_S + 0.3
+
+
+def test_reset_asks_for_a_confirmation_first(app):
+    app.step(3)
+    app.param.update(hidden="20", seed=4)
+    app.ask_reset()
+    assert app._confirm_reset.visible
+    assert "20 hidden" in app._confirm_reset[0].object and "seed 4" in app._confirm_reset[0].object
+    app.cancel_reset()
+    assert not app._confirm_reset.visible and app.trainer.position == 3
+    app.ask_reset()
+    app.confirm_reset()
+    assert not app._confirm_reset.visible
+    assert app.trainer.network.sizes == (784, 20, 10) and app.trainer.position == 0
+
+
+def test_every_hidden_layer_has_a_live_wta_slider(app):
+    app.param.update(hidden="30, 20, 10")
+    app.reset()
+    app.drain()  # the views of the new run: one slider per deeper hidden layer
+    sliders = app._deeper_kappas.objects
+    assert [s.label for s in sliders] == ["kappa hidden 2 (WTA)", "kappa hidden 3 (WTA)"]
+    app.step(2)
+    assert list(app.trainer.kappas[1:3]) == [0.0, 0.0]
+    with param.edit_constant(sliders[1]):  # as the page does on release, mid-run
+        sliders[1].param.update(value=-0.3, value_throttled=-0.3)  # applied at the next sample
+    app.step(1)
+    assert app.trainer.kappas[1:3] == pytest.approx([0.0, -0.3])
+    assert app.config.kappa_deeper == pytest.approx([0.0, -0.3])
+    app.drain()
+    assert list(app.sources["markers"].data["text"]) == ["kappa_deeper [] -> [0, -0.3]"]
+
+
+def test_eta_th_changes_mid_run(app):
+    assert app.config.eta_th == pytest.approx(0.001)  # ADAM's default, shown as a number
+    app.step(2)
+    assert app.trainer.hyper.eta_th == pytest.approx(0.001)
+    app.config.eta_th = 0.0  # thresholds stop learning from the next sample on
+    app.step(1)
+    assert app.trainer.hyper.eta_th == 0.0
+    app.drain()
+    assert list(app.sources["markers"].data["text"]) == ["eta_th 0.001 -> 0"]
+
+
+def test_n_mnist_without_a_directory_is_emulated(app):
+    app.config.param.update(train_samples=12, test_samples=6)
+    app.param.update(dataset=NMNIST_DIR, data_dir="")
+    app.reset()
+    assert app.data.origin.startswith("emulated")
+    assert app.trainer.n_inputs == 2 * 34 * 34 and app.trainer.n_train == 12
+    assert app.config.dataset == "nmnist"
+    app.step(2)
+    app.evaluate_now(6)
+    app.drain()
+    assert app._figures["raster"].title.text.startswith("sample 2:")
+    assert len(app.sources["receptive_fields"].data["image"]) == 1
+    assert list(app.sources["test_accuracy"].data["sample"]) == [2]

@@ -87,16 +87,6 @@ def test_threshold_histograms_give_each_layer_fractions_that_sum_to_one():
     assert len(source(fig, "thresholds").data["top"]) == 40
 
 
-def test_accuracy_rows_thin_a_burst_of_metrics_and_keep_the_newest():
-    sample = np.arange(1, 1001)
-    rows = plots.accuracy_rows(sample, sample / 1000, 1 / sample, max_rows=4)
-    assert len(rows["sample"]) == 4
-    assert rows["sample"][-1] == 1000 and rows["sample"][0] == 1
-    assert rows["train_accuracy"][-1] == 1.0
-    few = plots.accuracy_rows([5, 6], [0.1, 0.2], [1.0, 0.9])
-    assert few["sample"].tolist() == [5, 6]
-
-
 def test_accuracy_figure_has_curves_tests_and_markers():
     fig = plots.accuracy_figure(
         data={"sample": [10, 20], "train_accuracy": [0.1, 0.3], "mean_loss": [2.0, 1.5]},
