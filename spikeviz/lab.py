@@ -1,0 +1,423 @@
+"""The neuron lab's data: one sample run through the engine with its detailed recording, told
+event by event; and one LIF neuron driven by a chosen spike train, beside its analytic rate.
+
+Everything shown comes from the engine (:class:`spikeviz.engine.Simulator` with ``detail=True``):
+this module only selects, groups and names what the engine recorded.  The view is
+:mod:`spikeviz.viz.lab`.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from spikeviz.encode import Events, PoissonEncoder
+from spikeviz.engine import Network, Simulator, check_kappas
+from spikeviz.engine.network import DETAIL_ROWS
+from spikeviz.errors import ConfigError
+
+__all__ = [
+    "MECHANISMS", "LabTrace", "NeuronMoment", "analytic_rate_hz", "describe_event",
+    "drive_events", "encode_digit", "layer_name", "most_active_hidden", "next_event",
+    "potential_curve", "record_sample", "simulated_rates", "single_neuron_run",
+    "snapshot_network", "story",
+]
+
+
+def snapshot_network(network, scale=None):
+    """An independent copy of ``network`` with the per-neuron weight ``scale`` of a training
+    simulator folded into its weights (real weight = stored weight * scale)."""
+    weights = [w.copy() for w in network.weights]
+    if scale is not None:
+        starts = network.neuron_start
+        weights = [w * scale[a:b] for w, a, b in zip(weights, starts[:-1], starts[1:])]
+    return Network(weights, network.thresholds, network.threshold_floors)
+
+
+def encode_digit(image, duration_ms, seed, rate_hz=5000.0):
+    """The Poisson events of one image, as training and evaluation present it (Sec. 6)."""
+    image = np.asarray(image)
+    return PoissonEncoder(image.size, rate_hz=rate_hz).encode(
+        image, duration_ms, np.random.default_rng(seed))
+
+
+@dataclass(frozen=True)
+class LabTrace:
+    """One sample run through a network with the engine's detailed recording.
+
+    Attributes
+    ----------
+    events : Events, the input events (E of them)
+    duration_ms : float
+    sizes : tuple, layer sizes, inputs first
+    kappas : (L,) float64, lateral inhibition per layer
+    dynamics : kernels.Dynamics the engine ran with (rho = 0: the network does not change)
+    watch : list of (layer, neuron), the watched neurons; layer 0 is the first hidden layer
+    thresholds : (K,) float32, Vth of each watched neuron (constant: rho = 0)
+    rows : dict of (R,) arrays, one row per event reaching a watched neuron's layer, in the
+        engine's order: ``t_ms``, ``watch`` (index into ``watch``), ``peak``, ``end`` and the
+        fields of :class:`spikeviz.engine.kernels.Detail` (``event``, ``before``, ...)
+    spikes : dict of (S,) arrays ``t_ms``, ``layer``, ``neuron``, ``event``
+    """
+
+    events: Events
+    duration_ms: float
+    sizes: tuple
+    kappas: np.ndarray
+    dynamics: object
+    watch: list
+    thresholds: np.ndarray
+    rows: dict
+    spikes: dict
+
+    @property
+    def n_events(self):
+        return int(self.events.times_ms.size)
+
+    def name(self, w):
+        layer, neuron = self.watch[w]
+        return f"{layer_name(layer, len(self.sizes) - 1)} {neuron}"
+
+    def output_counts(self, event):
+        """(N_out,) spike counts of the output layer once input event ``event`` is processed."""
+        out = self.spikes["layer"] == len(self.sizes) - 2
+        done = self.spikes["event"] <= event
+        return np.bincount(self.spikes["neuron"][out & done], minlength=self.sizes[-1])
+
+    def decision(self, event):
+        """The predicted digit after ``event`` (argmax of the counts), None while silent or tied."""
+        counts = self.output_counts(event)
+        best = np.flatnonzero(counts == counts.max())
+        return int(best[0]) if counts.max() > 0 and best.size == 1 else None
+
+
+def layer_name(layer, n_layers):
+    """'hidden', 'hidden 2', ... or 'output' for layer index ``layer`` of ``n_layers``."""
+    if layer == n_layers - 1:
+        return "output"
+    return "hidden" if n_layers == 2 else f"hidden{layer + 1}"
+
+
+def _lab_dynamics(dynamics):
+    # The lab explains inference: threshold regularization (training only) would change the
+    # network while the student watches.
+    return dynamics._replace(rho=0.0)
+
+
+def most_active_hidden(network, events, duration_ms, *, kappas, dynamics, count=4):
+    """The ``count`` neurons of the first hidden layer that fire most on ``events`` (ties: lower
+    index first), as (layer, neuron) pairs."""
+    sim = Simulator(network.copy())
+    sim.run(events, duration_ms, kappas=kappas, dynamics=_lab_dynamics(dynamics))
+    order = np.argsort(-sim.counts(0), kind="stable")[:count]
+    return [(0, int(n)) for n in order]
+
+
+def record_sample(network, events, duration_ms, *, kappas, dynamics, watch):
+    """Run ``events`` through a copy of ``network`` with the engine's detailed recording.
+
+    Parameters
+    ----------
+    network : Network (not changed)
+    events : Events
+    duration_ms : float
+    kappas : sequence of float, one per layer
+    dynamics : kernels.Dynamics; its rho is set to 0 (no threshold regularization)
+    watch : sequence of (layer, neuron) pairs
+
+    Returns
+    -------
+    LabTrace
+    """
+    watch = [(int(layer), int(neuron)) for layer, neuron in watch]
+    if not watch:
+        raise ConfigError("watch at least one neuron, as (layer, neuron) pairs")
+    kappas = check_kappas(kappas, len(network.weights))
+    dynamics = _lab_dynamics(dynamics)
+    n_events = len(events.times_ms)
+    spike_room, row_room = n_events, len(watch) * n_events
+    while True:  # rarely twice: when the first guess of the spike count was too small
+        sim = Simulator(network.copy(), watch=watch, spike_capacity=spike_room,
+                        potential_capacity=row_room, detail=True)
+        sim.run(events, duration_ms, kappas=kappas, dynamics=dynamics)
+        spikes_seen, rows_seen = (int(n) for n in sim.recording.seen)
+        if spikes_seen <= spike_room and rows_seen <= row_room:
+            break
+        spike_room, row_room = spikes_seen, rows_seen
+    t_ms, which, peak, end = sim.recorded_potentials()
+    detail = sim.recorded_detail()
+    rows = {"t_ms": t_ms, "watch": which, "peak": peak, "end": end}
+    rows.update({name: detail[name] for name in DETAIL_ROWS})
+    spike_t, spike_layer, spike_neuron = sim.recorded_spikes()
+    spikes = {"t_ms": spike_t, "layer": spike_layer, "neuron": spike_neuron,
+              "event": detail["spike_event"]}
+    thresholds = np.array([network.thresholds[layer][n] for layer, n in watch])
+    return LabTrace(events=events, duration_ms=float(duration_ms), sizes=network.sizes,
+                    kappas=kappas, dynamics=dynamics, watch=watch, thresholds=thresholds,
+                    rows=rows, spikes=spikes)
+
+
+@dataclass(frozen=True)
+class NeuronMoment:
+    """What one input event did to one watched neuron, from the engine's rows of that event
+    (one per spike that reached the neuron's layer; none when nothing reached it).
+
+    Potentials are in the neuron's own units; ``threshold`` is Vth at the end of the event.
+    """
+
+    name: str
+    reached: bool  # the event (or spikes it caused) reached the neuron's layer
+    before: float  # V before the event
+    dt_ms: float  # time since the layer's previous event
+    decayed: float  # V after the decay (1)
+    jump: float  # total input added, w * w_dyn summed over the rows (1)
+    gain: float  # dynamic weight w_dyn (times the training scale, 1 here)
+    peak: float  # V after the input, clipped at -Vth
+    fired: bool
+    reset: float  # V right after the reset (2); NaN if it did not fire
+    inhibitions: int  # spikes of rivals in a WTA layer, each adding kappa * Vth (4)
+    kappa: float
+    end: float  # V once the event is fully processed
+    threshold: float
+
+    @property
+    def clipped(self):
+        """The clip at -Vth acted on this event (after the input, a reset or an inhibition)."""
+        return self.reached and (self.peak == -self.threshold or self.end == -self.threshold)
+
+    @property
+    def refractory(self):
+        return self.reached and self.gain < 1.0
+
+
+def describe_event(trace, event):
+    """The moments of every watched neuron at input event ``event``, in ``trace.watch`` order."""
+    rows = trace.rows
+    here = np.flatnonzero(rows["event"] == event)
+    moments = []
+    for w, (layer, _) in enumerate(trace.watch):
+        mine = here[rows["watch"][here] == w]
+        if mine.size == 0:
+            moments.append(_unreached(trace, w, event))
+            continue
+        first, last = mine[0], mine[-1]
+        fired = rows["rank"][mine] >= 0
+        inhibitions = int(np.sum(rows["winners"][mine] - fired))
+        moments.append(NeuronMoment(
+            name=trace.name(w), reached=True, before=float(rows["before"][first]),
+            dt_ms=float(rows["dt_ms"][first]), decayed=float(rows["decayed"][first]),
+            jump=float(np.sum(rows["jump"][mine])), gain=float(rows["gain"][first]),
+            peak=float(rows["peak"][last]), fired=bool(fired.any()),
+            reset=float(rows["reset"][mine][fired][0]) if fired.any() else math.nan,
+            inhibitions=inhibitions if trace.kappas[layer] != 0 else 0,
+            kappa=float(trace.kappas[layer]), end=float(rows["end"][last]),
+            threshold=float(rows["threshold"][last]),
+        ))
+    return moments
+
+
+def _unreached(trace, w, event):
+    """A neuron whose layer nothing reached at ``event``: V as its last row left it."""
+    rows = trace.rows
+    earlier = np.flatnonzero((rows["watch"] == w) & (rows["event"] < event))
+    v = float(rows["end"][earlier[-1]]) if earlier.size else 0.0
+    th = float(trace.thresholds[w])
+    layer = trace.watch[w][0]
+    return NeuronMoment(
+        name=trace.name(w), reached=False, before=v, dt_ms=0.0, decayed=v, jump=0.0, gain=1.0,
+        peak=v, fired=False, reset=math.nan, inhibitions=0, kappa=float(trace.kappas[layer]),
+        end=v, threshold=th)
+
+
+def potential_curve(trace, w, points_per_gap=6, gap_ms=0.5):
+    """(t_ms, V / Vth) of watched neuron ``w`` over the sample, for plotting: at every row its
+    decayed, peak (and reset) and end values from the engine; across gaps longer than
+    ``gap_ms`` between two rows, the exponential decay (1) drawn at ``points_per_gap`` points.
+    (Vth is constant: the lab runs without threshold regularization.)
+    """
+    rows = trace.rows
+    mine = np.flatnonzero(rows["watch"] == w)
+    tau = trace.dynamics.tau_mp_ms
+    t_out, v_out = [0.0], [0.0]
+    for r in mine:
+        t = rows["t_ms"][r]
+        last_t, last_v = t_out[-1], v_out[-1]
+        if t - last_t > gap_ms:
+            between = np.linspace(last_t, t, points_per_gap + 2)[1:-1]
+            t_out.extend(between)
+            v_out.extend(last_v * np.exp((last_t - between) / tau))
+        steps = [rows["decayed"][r], rows["peak"][r]]
+        if rows["rank"][r] >= 0:
+            steps.append(rows["reset"][r])
+        steps.append(rows["end"][r])
+        t_out.extend([t] * len(steps))
+        v_out.extend(float(v) for v in steps)
+    return np.asarray(t_out), np.asarray(v_out) / float(trace.thresholds[w])
+
+
+#: The mechanisms the lab names, in the order an event applies them.
+MECHANISMS = ("input", "decay", "jump", "spike", "inhibition", "clip", "refractory", "output")
+
+
+def _fmt(value):
+    return f"{value:+.4f}"
+
+
+def story(trace, event):
+    """What happened at input event ``event``, mechanism by mechanism: a list of (mechanism,
+    sentence) pairs, mechanisms from :data:`MECHANISMS`, numbers from the engine's rows."""
+    t_ms = float(trace.events.times_ms[event])
+    channel = int(trace.events.channels[event])
+    told = [("input", f"t = {t_ms:.3f} ms: input {channel} sends an event")]
+    moments = describe_event(trace, event)
+    reached = [m for m in moments if m.reached]
+    for m in reached:
+        if m.dt_ms > 0 and m.before != 0:
+            factor = math.exp(-m.dt_ms / trace.dynamics.tau_mp_ms)
+            told.append(("decay", f"{m.name}: {m.dt_ms:.3f} ms since its layer's last event, "
+                                  f"V x {factor:.4f}: {_fmt(m.before)} -> {_fmt(m.decayed)}"))
+            break  # one layer-wide factor: told once
+    for m in reached:
+        weight = f" (w_dyn {m.gain:.2f})" if m.gain < 1 else ""
+        told.append(("jump", f"{m.name}: input w * w_dyn = {_fmt(m.jump)}{weight} -> "
+                             f"V = {_fmt(m.peak)}"))
+    for m in reached:
+        if m.fired:
+            told.append(("spike", f"{m.name} reached Vth = {m.threshold:.4f}: spike, subtractive "
+                                  f"reset V -= gamma * Vth -> {_fmt(m.reset)}"))
+    for m in reached:
+        if m.inhibitions:
+            told.append(("inhibition", f"{m.name}: {m.inhibitions} rival spike(s) in its WTA "
+                                       f"layer, each kappa * Vth = {m.kappa:g} x "
+                                       f"{m.threshold:.4f} = {_fmt(m.kappa * m.threshold)}"))
+    for m in reached:
+        if m.clipped:
+            told.append(("clip", f"{m.name}: held at -Vth = {-m.threshold:.4f} (clipping)"))
+    for m in reached:
+        if m.refractory:
+            told.append(("refractory", f"{m.name}: refractory, w_dyn = {m.gain:.3f} recovering "
+                                       f"as (dt / T_ref)^2"))
+    out = (trace.spikes["event"] == event) & (trace.spikes["layer"] == len(trace.sizes) - 2)
+    if out.any():
+        counts = trace.output_counts(event)
+        decision = trace.decision(event)
+        verdict = "tie" if decision is None else f"decision {decision}"
+        fired = ", ".join(str(n) for n in trace.spikes["neuron"][out])
+        told.append(("output", f"output {fired} fired: counts {' '.join(map(str, counts))} "
+                               f"-> {verdict}"))
+    return told
+
+
+def next_event(trace, start, mechanism, step=1):
+    """The first event after ``start`` (before it when ``step`` is -1) at which ``mechanism``
+    acts on a watched neuron (``output``: an output spike); None if there is none."""
+    if mechanism not in MECHANISMS:
+        raise ConfigError(f"unknown mechanism {mechanism!r}: use one of {', '.join(MECHANISMS)}")
+    candidates = _events_with(trace, mechanism)
+    later = candidates[candidates > start] if step > 0 else candidates[candidates < start][::-1]
+    return int(later[0]) if later.size else None
+
+
+def _events_with(trace, mechanism):
+    """Sorted event indices at which ``mechanism`` acts on a watched neuron."""
+    rows = trace.rows
+    if mechanism == "output":
+        out = trace.spikes["layer"] == len(trace.sizes) - 2
+        return np.unique(trace.spikes["event"][out])
+    acting = {
+        "input": np.ones(rows["event"].size, bool),
+        "decay": (rows["dt_ms"] > 0) & (rows["before"] != 0),
+        "jump": rows["jump"] != 0,
+        "spike": rows["rank"] >= 0,
+        "inhibition": (rows["winners"] - (rows["rank"] >= 0) > 0)
+        & (trace.kappas[np.array(trace.watch)[rows["watch"], 0]] != 0),
+        "clip": (rows["peak"] == -rows["threshold"]) | (rows["end"] == -rows["threshold"]),
+        "refractory": rows["gain"] < 1,
+    }[mechanism]
+    return np.unique(rows["event"][acting])
+
+
+# --- the single-neuron experiment ---
+
+
+def drive_events(rate_hz, duration_ms, *, regular, rng):
+    """A spike train on one input: ``rate_hz`` events/s, regular (evenly spaced, the first
+    after one period) or Poisson, within [0, duration_ms]."""
+    if not (rate_hz > 0 and duration_ms > 0):
+        raise ConfigError(f"the drive needs a positive rate and duration, got {rate_hz} Hz, "
+                          f"{duration_ms} ms")
+    period_ms = 1000.0 / rate_hz
+    if regular:
+        times = np.arange(1, int(duration_ms / period_ms) + 1) * period_ms
+    else:
+        times = np.cumsum(rng.exponential(period_ms, int(2 * duration_ms / period_ms) + 20))
+    times = times[times <= duration_ms]
+    return Events(times, np.zeros(times.size, np.int32))
+
+
+def _single_neuron(weight, threshold):
+    if not threshold > 0:
+        raise ConfigError(f"the threshold must be positive, got {threshold}")
+    return Network([np.array([[weight]])], [np.array([threshold])])
+
+
+def single_neuron_run(*, rate_hz, regular, weight, threshold, dynamics, duration_ms, seed=0):
+    """One neuron, one input of weight ``weight`` driven at ``rate_hz`` (see drive_events),
+    recorded in detail: a LabTrace watching neuron (0, 0)."""
+    events = drive_events(rate_hz, duration_ms, regular=regular,
+                          rng=np.random.default_rng(seed))
+    return record_sample(_single_neuron(weight, threshold), events, duration_ms, kappas=[0.0],
+                         dynamics=dynamics, watch=[(0, 0)])
+
+
+def simulated_rates(input_rates_hz, *, regular, weight, threshold, dynamics, duration_ms,
+                    seed=0):
+    """(n,) output rates, Hz, of the engine's neuron at each input rate (no recording)."""
+    sim = Simulator(_single_neuron(weight, threshold))
+    dynamics = _lab_dynamics(dynamics)
+    rates = []
+    for k, rate in enumerate(input_rates_hz):
+        events = drive_events(rate, duration_ms, regular=regular,
+                              rng=np.random.default_rng([seed, k]))
+        sim.run(events, duration_ms, kappas=[0.0], dynamics=dynamics)
+        rates.append(sim.counts(0)[0] * 1000.0 / duration_ms)
+    return np.array(rates)
+
+
+def analytic_rate_hz(input_rate_hz, *, weight, threshold, tau_ms, t_ref_ms=0.0, gamma=1.0):
+    """Firing rate, Hz, of the LIF neuron under the mean drive I = w * rate (the limit of many
+    small jumps), with the subtractive reset and the refractory dynamic weight of (1)-(2).
+
+    Between spikes dV/dt = -V/tau + I * w_dyn(s), w_dyn = (s / T_ref)^2 for s < T_ref, else 1,
+    starting from V0 = max((1 - gamma) Vth, -Vth).  In closed form for s <= T_ref:
+    V(s) = exp(-s/tau) [V0 + I/T_ref^2 (exp(s/tau)(tau s^2 - 2 tau^2 s + 2 tau^3) - 2 tau^3)];
+    after T_ref, the time to threshold is tau ln((I tau - V) / (I tau - Vth)).  At most one
+    spike per input event, so the rate is capped at the input rate.
+    """
+    rates = np.atleast_1d(np.asarray(input_rate_hz, dtype=float))
+    return np.array([_analytic_one(r, weight, threshold, tau_ms, t_ref_ms, gamma) for r in rates])
+
+
+def _analytic_one(input_rate_hz, weight, threshold, tau, t_ref, gamma):
+    drive = weight * input_rate_hz / 1000.0  # per ms
+    steady = drive * tau
+    v0 = max((1.0 - gamma) * threshold, -threshold)
+
+    def v_refractory(s):
+        if t_ref <= 0:
+            return v0 * math.exp(-s / tau)
+        ramp = math.exp(s / tau) * (tau * s * s - 2 * tau**2 * s + 2 * tau**3) - 2 * tau**3
+        return math.exp(-s / tau) * (v0 + drive / t_ref**2 * ramp)
+
+    if t_ref > 0 and v_refractory(t_ref) >= threshold:
+        low, high = 0.0, t_ref  # it reaches threshold while still refractory: bisect
+        for _ in range(60):
+            mid = 0.5 * (low + high)
+            low, high = (low, mid) if v_refractory(mid) >= threshold else (mid, high)
+        interval = high
+    else:
+        v = v_refractory(t_ref) if t_ref > 0 else v0
+        if steady <= threshold:
+            return 0.0
+        interval = t_ref + tau * math.log((steady - v) / (steady - threshold))
+    return min(1000.0 / interval, input_rate_hz)
