@@ -21,18 +21,34 @@ Threads
   and never touches a Bokeh or Panel model.
 - Widgets change the :class:`~spikeviz.config.Config` from the server thread.  The trainer's own
   watcher marks its compiled settings stale, so a change applies at the next sample.  This app
-  watches the live settings (:data:`LIVE_SETTINGS`) to log each change as a marker on the
-  accuracy curve, and ``alpha`` to rescale the running network's thresholds (and their floors) by
-  new_alpha / old_alpha: the rescale is queued and applied between two samples, under ``_lock``.
+  watches the live settings (:data:`LIVE_SETTINGS`: WTA of every layer, alpha, lambda, rho, the
+  learning rates) to log each change as a marker on the accuracy curve, and ``alpha`` to rescale
+  the running network's thresholds (and their floors) by new_alpha / old_alpha: the rescale is
+  queued and applied between two samples, under ``_lock``.
 - A periodic callback (:data:`DRAIN_PERIOD_MS`) on the server thread drains the record into the
-  ``ColumnDataSource`` objects: streamed with a rollover for the curves, replaced for the latest
-  sample (raster, potentials: at most ``RASTER_MAX_POINTS`` spikes) and for the histograms.
+  ``ColumnDataSource`` objects: the raster and the potentials of the newest displayed sample
+  (replaced, at most ``RASTER_MAX_POINTS`` spikes) at every turn; the slower views (accuracy
+  curve, histograms, receptive fields, firing, confusion matrix, status line) at most once per
+  :data:`SLOW_VIEWS_PERIOD_S`: every changed plot costs the browser a redraw, and on a small
+  machine the browser shares the cores with training.  The accuracy curve is a
+  :class:`spikeviz.record.Thinned` series, replaced whole: at most :data:`ACCURACY_POINTS`
+  points evenly spaced over the whole run, however long.
+- Back-pressure: each update sets the raster figure's ``tags`` to a sequence number, and the page
+  echoes it into a hidden model once it has drawn it.  While the tab has not drawn the last
+  update, the periodic callback skips (the record keeps only the newest state, so the tab gets
+  that when it catches up): a slow or starved tab never makes the server queue updates (it is
+  sent again after :data:`ACK_TIMEOUT_S`, doubling up to :data:`ACK_TIMEOUT_MAX_S`, in case an
+  echo is lost).
 
 The worker records the spikes and potentials of at most one sample per
 :data:`DISPLAY_INTERVAL_S` (the simulator records nothing for the others, so training runs at
 full speed), every sample's metrics, a network snapshot every :data:`SNAPSHOT_INTERVAL_S`, and an
 evaluation on ``eval_samples`` test digits at each epoch's end and whenever enough training time
 has passed for it to cost at most :data:`EVAL_SHARE` of the time.
+
+Reset (a new run with the data set, hidden sizes, optimizer and seed of the "New run" card)
+asks for a confirmation first.  N-MNIST without a directory is emulated from the bundled MNIST
+digits, as the CLI does.
 
 Without a server (tests, scripts, notebooks), :meth:`TrainingApp.step`, :meth:`evaluate_now`,
 :meth:`save`, :meth:`load` and :meth:`reset` run synchronously in the caller's thread when no

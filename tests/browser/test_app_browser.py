@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikeviz.viz.app import live_workers
+from spikeviz.viz.app import NMNIST_DIR, live_workers
 
 from .conftest import wait_until
 
@@ -123,6 +123,22 @@ def test_a_slow_tab_gets_the_newest_state_instead_of_a_queue(page, app):
     finally:
         cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
     wait_until(lambda: app._ack.tags[0] == app._update_seq, 10, "the tab to catch up")
+
+
+def test_reset_to_emulated_n_mnist_asks_first_then_trains(page, app):
+    app.config.param.update(train_samples=12, test_samples=6)  # a short emulation
+    page.locator(".card-header", has_text="New run").click()
+    choices = page.locator(f"option[value='{NMNIST_DIR}']")
+    page.locator("select").filter(has=choices).select_option(NMNIST_DIR)
+    wait_until(lambda: app.dataset == NMNIST_DIR, 10, "the data set choice on the server")
+    click(page, "reset-button")
+    page.locator(".reset-question", has_text="Start a new run?").wait_for()
+    assert app.trainer.n_inputs == 784  # nothing reset before the confirmation
+    click(page, "confirm-reset-button")
+    wait_until(lambda: app.trainer.n_inputs == 2 * 34 * 34, 60, "the emulated N-MNIST run")
+    page.locator(".alert", has_text="new run").wait_for()
+    start(page, app)
+    wait_for_rows(page, "raster", "t", at_least=10)
 
 
 def test_pause_stops_the_sample_counter(page, app):
