@@ -761,6 +761,7 @@ class TrainingApp(pn.viewable.Viewer):
         self._slow_views_at = -math.inf
         self.skipped_updates = 0  # periodic updates a slow tab made the server skip
         self._shown_state = None
+        self._drawn_activity = None
         self._speed = (time.perf_counter(), self._sample_count, 0.0)
         self._status = pn.pane.Markdown("", css_classes=["status"], margin=(0, 10))
         self._progress = pn.indicators.Progress(value=0, max=max(self.trainer.n_train, 1),
@@ -910,7 +911,11 @@ class TrainingApp(pn.viewable.Viewer):
             self._show_notice("danger", f"view update failed: {type(error).__name__}: {error}")
 
     def _periodic_drain(self):
-        """The periodic callback: update the tab once it has drawn the previous update."""
+        """The periodic callback: update the tab once it has drawn the previous update, and
+        only when there is something new (an idle tab costs nothing)."""
+        activity = self._activity()
+        if activity == self._drawn_activity:
+            return
         now = time.monotonic()
         acked = self._ack.tags[0] if self._ack.tags else 0
         if acked >= self._update_seq:
@@ -923,6 +928,7 @@ class TrainingApp(pn.viewable.Viewer):
         full = now - self._slow_views_at >= SLOW_VIEWS_PERIOD_S
         if full:
             self._slow_views_at = now
+            self._drawn_activity = activity  # all of it drawn, the slower views included
         self.drain(full)
         self._sent_at = now
 
@@ -1032,27 +1038,37 @@ class TrainingApp(pn.viewable.Viewer):
     def _show_notice(self, kind, text):
         self._alert.param.update(object=text, alert_type=kind, visible=True)
 
+    def _state(self):
+        worker = self._worker
+        if worker is not None and worker.waiting:
+            return f"waiting for a free training slot ({MAX_RUNNING} may train at once)"
+        return "running" if worker is not None and worker.running else "paused"
+
+    def _activity(self):
+        """What the views are drawn from: when none of it changed, an update would redraw the
+        same page."""
+        record = self.record
+        return (id(record), record.samples.total, record.metrics.total, record.tests.total,
+                record.markers.total, record.network.version, record.evaluation.version,
+                len(self._notices), self._state())
+
     def _update_status(self, only_if_state_changed=False):
-        trainer, worker = self.trainer, self._worker
+        trainer = self.trainer
         now, count = time.perf_counter(), self._sample_count
         then, count_then, speed = self._speed
         if now - then >= 0.5:
             speed = max(0.0, (count - count_then) / (now - then))
             self._speed = (now, count, speed)
-        if worker is not None and worker.waiting:
-            state = f"waiting for a free training slot ({MAX_RUNNING} may train at once)"
-        elif worker is not None and worker.running:
-            state = "running"
-        else:
-            state = "paused"
+        state = self._state()
         if only_if_state_changed and state == self._shown_state:
             return
         self._shown_state = state
         tests = self.sources["test_accuracy"].data["sample"]
         test = (f" | test accuracy {self.sources['test_accuracy'].data['test_accuracy'][-1]:.1%}"
                 if len(tests) else "")
+        speed = f" | {speed:,.0f} samples/s" if state == "running" else ""
         self._status.object = (
             f"**{state}** | epoch {trainer.epoch + 1} | sample {trainer.position:,} / "
-            f"{trainer.n_train:,} | {speed:,.0f} samples/s{test}")
+            f"{trainer.n_train:,}{speed}{test}")
         self._progress.param.update(value=min(trainer.position, trainer.n_train),
                                     max=max(trainer.n_train, 1))

@@ -249,6 +249,19 @@ def test_a_tab_that_has_not_drawn_the_last_update_gets_no_new_one(app):
     assert app.skipped_updates == 5
 
 
+def test_nothing_is_sent_while_nothing_changes(app):
+    app.step(2)
+    app._periodic_drain()  # the first update is a full one
+    served_tab_acknowledges(app, app._update_seq)
+    sent = app._update_seq
+    for _ in range(5):
+        app._periodic_drain()
+    assert app._update_seq == sent
+    app.step(1)
+    app._periodic_drain()
+    assert app._update_seq == sent + 1
+
+
 def test_a_silent_tab_is_retried_less_and_less_often(app, monkeypatch):
     clock = [1000.0]
     monkeypatch.setattr(app_module.time, "monotonic", lambda: clock[0])
@@ -258,6 +271,8 @@ def test_a_silent_tab_is_retried_less_and_less_often(app, monkeypatch):
     sent = []
     for _ in range(int(200 / 0.2)):  # 200 s of periodic callbacks, nothing acknowledged
         clock[0] += 0.2
+        app.record.metrics.append(sample=0, epoch=0, correct=0, loss=1.0, train_accuracy=0.0,
+                                  mean_loss=1.0)  # something new to send
         before = app._update_seq
         app._periodic_drain()
         if app._update_seq > before:
