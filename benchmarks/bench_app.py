@@ -417,7 +417,7 @@ def main():
     parser.add_argument("--minutes", type=int, default=0, help="long run L, for memory")
     parser.add_argument("--memory-only", action="store_true",
                         help="only the long run L (with --minutes), no phases A to D")
-    parser.add_argument("--raster-duration-ms", type=float, default=200.0,
+    parser.add_argument("--raster-duration-ms", type=float, default=250.0,
                         help="presentation length in phase C (more spikes per raster update)")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA),
                         help="MNIST files (default: ../shared/data/mnist; bundled if missing)")

@@ -88,7 +88,7 @@ _log = logging.getLogger("spikeviz.app")
 LIVE_SETTINGS = ("kappa_hidden", "kappa_deeper", "kappa_output", "alpha", "lam", "rho", "eta_w",
                  "eta_th")
 #: Period of the view update of the raster and the potentials, ms.
-DRAIN_PERIOD_MS = 200
+DRAIN_PERIOD_MS = 250
 #: The slower views (accuracy curve, histograms, receptive fields, firing, confusion, status)
 #: update at most this often, seconds: each update of a plot costs the browser a redraw.
 SLOW_VIEWS_PERIOD_S = 1.0
@@ -1028,7 +1028,10 @@ class TrainingApp(pn.viewable.Viewer):
             rows["v_end"][present], thresholds, labels, row["duration_ms"],
             self.config.tau_mp_ms)
         self.sources["potentials"].data = traces
-        self.sources["potential_thresholds"].data = levels
+        level_source = self.sources["potential_thresholds"]
+        if len(level_source.data["xs"]) != len(labels) or (
+                level_source.data["xs"][0][-1] != row["duration_ms"]):  # else: the same lines
+            level_source.data = levels
         figure = self._figures["potentials"]
         figure.x_range.end = row["duration_ms"]
         if figure.yaxis[0].major_label_overrides != {
