@@ -121,14 +121,15 @@ def browser_cpu():
 
 def unboost_browser():
     """Chromium run as root raises its display threads to nice -8, which an ordinary user's
-    Chromium cannot: put them back to 0, as on a user's machine.  Returns threads changed."""
-    changed = 0
+    Chromium cannot: put them back to the benchmark's own nice (0 unless run under ``nice``), as
+    on a user's machine.  Returns threads changed."""
+    changed, own = 0, os.getpriority(os.PRIO_PROCESS, 0)
     for child in psutil.Process().children(recursive=True) if psutil else []:
         try:
             if "chrom" in child.name():
                 for thread in child.threads():
-                    if os.getpriority(os.PRIO_PROCESS, thread.id) < 0:
-                        os.setpriority(os.PRIO_PROCESS, thread.id, 0)
+                    if os.getpriority(os.PRIO_PROCESS, thread.id) < own:
+                        os.setpriority(os.PRIO_PROCESS, thread.id, own)
                         changed += 1
         except (psutil.Error, OSError):
             pass
