@@ -1,0 +1,44 @@
+"""The machine's limits, measured in the same run: memory bandwidth (a NumPy copy of an array far
+larger than the caches) and the vector units' peak (single-precision matrix product on one core).
+
+Run in a process of its own with one BLAS thread (the parent sets ``OPENBLAS_NUM_THREADS=1``
+before NumPy loads), so the matrix product measures one core.
+"""
+
+import time
+
+import numpy as np
+
+COPY_MB = 256
+MATRIX = 1024
+
+
+def best_seconds(run, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def memory_bandwidth_gb_s(megabytes=COPY_MB, repeats=5):
+    """Bytes read plus bytes written per second by ``np.copyto`` (best of ``repeats``)."""
+    source = np.ones(megabytes * 2**20 // 8)
+    target = np.empty_like(source)
+    seconds = best_seconds(lambda: np.copyto(target, source), repeats)
+    return 2 * source.nbytes / seconds / 1e9
+
+
+def float32_gflops(n=MATRIX, repeats=5):
+    """Single-precision multiply-adds of an n x n matrix product, as GFLOP/s (2 per FMA)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), np.float32), rng.random((n, n), np.float32)
+    a @ b  # warm-up
+    return 2 * n**3 / best_seconds(lambda: a @ b, repeats) / 1e9
+
+
+def limits():
+    return {"memory_bandwidth_gb_s": round(memory_bandwidth_gb_s(), 2),
+            "float32_gflops_one_core": round(float32_gflops(), 1),
+            "copy_mb": COPY_MB, "matrix": MATRIX}
