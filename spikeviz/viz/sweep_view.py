@@ -14,8 +14,9 @@ A bad directory (no ``results.csv``, a damaged table, a trial without a checkpoi
 in the view saying what to fix; the rest of the view stays usable.  A sweep still running is
 shown as far as it got (Refresh reads it again).
 
-The table is a plain Bokeh ``DataTable`` (sortable by a click on a header) whose source is named
-``sweep_table``, so that browser tests find it; the plots are HoloViews.
+The table is a Panel ``Tabulator`` (sortable by a click on a header; a Bokeh ``DataTable``
+raised JavaScript errors when it sat in a hidden tab next to the trainer); the plots are
+HoloViews.
 """
 
 import contextlib
@@ -24,16 +25,10 @@ import math
 
 import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401 - registers the Bokeh backend that .opts() needs
+import pandas as pd
 import panel as pn
 import param
-from bokeh.models import (
-    ColumnDataSource,
-    DataTable,
-    HTMLTemplateFormatter,
-    NumberFormatter,
-    StringFormatter,
-    TableColumn,
-)
+from bokeh.models import HTMLTemplateFormatter, NumberFormatter, StringFormatter
 
 from spikeviz import sweep as sweeps
 from spikeviz.errors import SpikevizError
@@ -65,18 +60,14 @@ def table_columns(rows):
     return columns
 
 
-def _table_column(name, values):
-    numeric = bool(values) and isinstance(values[0], float)
+def _formatter(name, values):
     if name == "status":
-        formatter = HTMLTemplateFormatter(template=_STATUS_TEMPLATE)
-    elif name == "error":
-        formatter = StringFormatter(text_color="#b00020")
-    elif numeric:
-        formatter = NumberFormatter(format="0.00%" if "accuracy" in name else "0.[0000]")
-    else:
-        formatter = StringFormatter()
-    width = {"trial": 280, "error": 420}.get(name, max(60, 8 * len(name)))
-    return TableColumn(field=name, title=name, formatter=formatter, width=width)
+        return HTMLTemplateFormatter(template=_STATUS_TEMPLATE)
+    if name == "error":
+        return StringFormatter(text_color="#b00020")
+    if values and isinstance(values[0], float):
+        return NumberFormatter(format="0.00%" if "accuracy" in name else "0.[0000]")
+    return StringFormatter()
 
 
 def _axis_values(texts):
@@ -122,7 +113,7 @@ class SweepView(pn.viewable.Viewer):
         self.param.watch(lambda event: self._load(), "sweep")
         self.param.watch(lambda event: self._replot(), ["metric", "x", "lines"])
         self.param.watch(lambda event: self._show_trial(), "trial")
-        self._source.selected.on_change("indices", self._on_select)
+        self.table.param.watch(self._on_select, "selection")
         self.refresh()
 
     # --- actions ---
@@ -218,23 +209,23 @@ class SweepView(pn.viewable.Viewer):
                                                                                  None),
                               metric=self.metric if self.metric in metrics else metrics[0])
         columns = table_columns(rows)
-        self._table.columns = [_table_column(name, values) for name, values in columns.items()]
-        self._source.data = columns
+        self.table.formatters = {name: _formatter(name, values) for name, values in columns.items()}
+        self.table.value = pd.DataFrame(columns)
         self._replot()
         self._show_trial()
 
-    def _on_select(self, attr, old, new):
+    def _on_select(self, event):
         """A row clicked in the table (its index in the data, however the table is sorted)."""
-        if new and self.data is not None:
-            self.trial = self._source.data["trial"][new[0]]
+        if event.new and self.data is not None:
+            self.trial = self.data.rows[event.new[0]]["trial"]
 
     def _replot(self):
         with self._reporting():
             self._plot_pane.object = self.metric_plot()
 
     def _show_trial(self):
-        trials = self._source.data.get("trial", [])
-        self._source.selected.indices = [trials.index(self.trial)] if self.trial in trials else []
+        trials = [row["trial"] for row in self.data.rows] if self.data is not None else []
+        self.table.selection = [trials.index(self.trial)] if self.trial in trials else []
         self._open_button.disabled = self.on_open is None or self.trial is None
         self._curve_pane.object = _empty_plot("no trial chosen")  # stays if the metrics are bad
         with self._reporting():
@@ -295,10 +286,10 @@ class SweepView(pn.viewable.Viewer):
         widgets = pn.widgets
         self._alert = pn.pane.Alert("", alert_type="info", visible=False, width=TABLE_WIDTH,
                                     css_classes=["sweep-message"])
-        self._source = ColumnDataSource(data={}, name="sweep_table")
-        self._table = DataTable(source=self._source, columns=[], sortable=True,
-                                selectable=True, index_position=None, width=TABLE_WIDTH,
-                                height=300)
+        self.table = widgets.Tabulator(pd.DataFrame(), disabled=True, selectable=1,
+                                       show_index=False, pagination=None, height=300,
+                                       width=TABLE_WIDTH, layout="fit_data_table",
+                                       css_classes=["sweep-table"])
         self._plot_pane = pn.pane.HoloViews(_empty_plot("no sweep"), css_classes=["sweep-plot"])
         self._curve_pane = pn.pane.HoloViews(_empty_plot("no trial chosen"),
                                              css_classes=["trial-curve"])
@@ -325,7 +316,7 @@ class SweepView(pn.viewable.Viewer):
             pn.Row(widgets.Select.from_param(self.param.trial, width=420,
                                              css_classes=["trial-choice"]),
                    pn.Column(pn.Spacer(height=18), self._open_button)),
-            pn.pane.Bokeh(self._table, css_classes=["sweep-table"]),
+            self.table,
         )
 
     def __panel__(self):
