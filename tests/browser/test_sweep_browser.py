@@ -109,7 +109,9 @@ def test_a_trial_chosen_in_the_sweep_table_opens_in_the_trainer(page, app, serve
     assert any(title.startswith("test_accuracy against kappa_hidden: mean, min to max of 2 runs")
                for title in plot_titles(page)), plot_titles(page)
 
-    # a click on a row of the table chooses the trial, and its learning curve
+    # sorted by a click on a header (kappa -0.4 first), a click on a row chooses its trial
+    page.locator(".sweep-table .tabulator-col[tabulator-field='kappa_hidden']").click()
+    wait_until(lambda: table_trials(page)[0].startswith("kappa_hidden=-0.4"), 10, "the sort")
     row = page.locator(".sweep-table .tabulator-row", has_text=CHOSEN)
     row.locator(".tabulator-cell[tabulator-field='trial']").click()
     wait_until(lambda: view.trial == CHOSEN, 10, "the clicked row to reach the view")
