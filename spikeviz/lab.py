@@ -271,12 +271,15 @@ def story(trace, event):
     told = [("input", f"t = {t_ms:.3f} ms: input {channel} sends an event")]
     moments = describe_event(trace, event)
     reached = [m for m in moments if m.reached]
+    decayed_layers = set()
     for m in reached:
-        if m.dt_ms > 0 and m.before != 0:
+        layer = m.name.rsplit(" ", 1)[0]
+        if m.dt_ms > 0 and m.before != 0 and layer not in decayed_layers:
+            decayed_layers.add(layer)  # one factor per layer: told once, with an example
             factor = math.exp(-m.dt_ms / trace.dynamics.tau_mp_ms)
-            told.append(("decay", f"{m.name}: {m.dt_ms:.3f} ms since its layer's last event, "
-                                  f"V x {factor:.4f}: {_fmt(m.before)} -> {_fmt(m.decayed)}"))
-            break  # one layer-wide factor: told once
+            told.append(("decay", f"{layer}: {m.dt_ms:.3f} ms since the layer's last event, "
+                                  f"V x {factor:.4f} (e.g. {m.name}: {_fmt(m.before)} -> "
+                                  f"{_fmt(m.decayed)})"))
     for m in reached:
         weight = f" (w_dyn {m.gain:.2f})" if m.gain < 1 else ""
         told.append(("jump", f"{m.name}: input w * w_dyn = {_fmt(m.jump)}{weight} -> "

@@ -41,7 +41,7 @@ def run_notebook(name, directory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["live_training.ipynb"])
+@pytest.mark.parametrize("name", ["live_training.ipynb", "neuron_lab.ipynb"])
 def test_the_notebook_runs(name, tmp_path):
     outputs = run_notebook(name, tmp_path)
     results = [output for output in outputs if output.output_type == "execute_result"]

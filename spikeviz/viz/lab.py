@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, LinearColorMapper, Span
+from bokeh.models import ColumnDataSource, LinearColorMapper, Range1d, Span
 from bokeh.palettes import Category10, Greys256
 from bokeh.plotting import figure
 
@@ -107,8 +107,9 @@ def input_data(trace, event):
 
 def potentials_figure(kind, names):
     """Stacked traces of V / Vth, one band per neuron: threshold at +1, clipping at -1."""
-    fig = _figure(f"{kind} neurons: V / Vth (dashed: Vth, dotted: -Vth)", 640, 60 + 48 * len(names),
-                  x_axis_label="time (ms)")
+    fig = _figure(f"{kind} neurons: V / Vth (dashed: Vth, dotted: -Vth)", 640,
+                  60 + 48 * len(names), x_axis_label="time (ms)",
+                  x_range=Range1d(0.0, WINDOW_MS))  # follows the current event
     offsets = SPACING * np.arange(len(names))[::-1]
     for offset in offsets:
         for level, dash in ((1.0, "dashed"), (-1.0, "dotted")):
@@ -209,7 +210,7 @@ def _step_table(moments):
 class SingleNeuronLab(pn.viewable.Viewer):
     """One LIF neuron driven by a spike train you shape, beside its analytic rate curve."""
 
-    rate_hz = param.Number(400.0, bounds=(10.0, 5000.0), doc="input events per second")
+    rate_hz = param.Number(800.0, bounds=(10.0, 5000.0), doc="input events per second")
     train = param.Selector(default="regular", objects=["regular", "Poisson"],
                            doc="evenly spaced input events, or a Poisson process")
     weight = param.Number(0.05, bounds=(0.001, 2.0), doc="weight of the input synapse")
@@ -312,9 +313,10 @@ class SingleNeuronLab(pn.viewable.Viewer):
         w = pn.widgets
         sliders = [
             w.FloatSlider.from_param(self.param.rate_hz, step=10, throttled=True,
-                                     css_classes=["lab-sn-rate"]),
+                                     label="input rate (Hz)", css_classes=["lab-sn-rate"]),
             w.RadioButtonGroup.from_param(self.param.train),
-            w.FloatSlider.from_param(self.param.weight, step=0.005, throttled=True),
+            w.FloatSlider.from_param(self.param.weight, step=0.005, throttled=True,
+                                     label="weight w"),
             w.FloatSlider.from_param(self.param.tau_ms, step=1, throttled=True,
                                      label="tau_mp (ms)"),
             w.FloatSlider.from_param(self.param.t_ref_ms, step=0.1, throttled=True,
@@ -323,7 +325,8 @@ class SingleNeuronLab(pn.viewable.Viewer):
                                      label="threshold Vth"),
             w.FloatSlider.from_param(self.param.gamma, step=0.05, throttled=True,
                                      label="reset factor gamma"),
-            w.FloatSlider.from_param(self.param.duration_ms, step=10, throttled=True),
+            w.FloatSlider.from_param(self.param.duration_ms, step=10, throttled=True,
+                                     label="duration (ms)"),
         ]
         return pn.Row(pn.Column(pn.pane.Markdown("### One LIF neuron"), *sliders,
                                 self._summary, width=320),
@@ -378,7 +381,11 @@ class NeuronLab(pn.viewable.Viewer):
         self._use(network)
         self.param.watch(self._show_event, ["event"])
         self.param.watch(self._on_speed, ["speed"])
-        self.load_digit()
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            # served: the page goes out first, the digit runs once it is connected
+            pn.state.onload(self.load_digit)
+        else:
+            self.load_digit()
 
     # --- the network and the digit ---
 
@@ -431,8 +438,11 @@ class NeuronLab(pn.viewable.Viewer):
             return
         self._image_source.data = {"image": [np.flipud(image.astype(float))]}
         self._set_curves()
-        self.param.event.bounds = (0, max(self.trace.n_events - 1, 0))
-        self._player.end = max(self.trace.n_events - 1, 1)
+        last = max(self.trace.n_events - 1, 0)
+        self.param.event.bounds = (0, last)
+        self._player.end = max(last, 1)
+        if self.event == 0 and last > 0:
+            self.event = 1  # Panel's Player redraws its slider's range only on a new value
         if self.event != 0:
             self.event = 0  # redraws through the watcher
         else:
@@ -467,6 +477,7 @@ class NeuronLab(pn.viewable.Viewer):
         if found is None:
             self._notify(f"no {mechanism} {'after' if direction > 0 else 'before'} this event")
         else:
+            self._notify("")
             self.event = found
 
     def _notify(self, text):

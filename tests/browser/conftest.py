@@ -92,6 +92,7 @@ class Served:
         self.port = port
         self.url = f"http://localhost:{port}/app"
         self.apps = []
+        self.labs = []  # the NeuronLab of each session of the /lab page
         self.opened = None  # index in apps of the app of the tab the test opened
         self._lock = threading.Lock()
 
@@ -103,6 +104,16 @@ class Served:
         with self._lock:
             self.apps.append(app)
         return app
+
+    def make_lab_page(self):
+        """What ``apps/train.py`` serves: the app and the neuron lab as tabs."""
+        from spikeviz.viz.lab import NeuronLab, train_and_lab
+
+        app = self.make_app()
+        neuron_lab = NeuronLab(training_app=app)
+        with self._lock:
+            self.labs.append(neuron_lab)
+        return train_and_lab(app, neuron_lab)
 
 
 def wait_until(condition, timeout_s=10.0, what="condition"):
@@ -117,7 +128,8 @@ def wait_until(condition, timeout_s=10.0, what="condition"):
 def served():
     port = _free_port()
     served = Served(port)
-    server = pn.serve({"app": served.make_app}, port=port, address="127.0.0.1",
+    server = pn.serve({"app": served.make_app, "lab": served.make_lab_page}, port=port,
+                      address="127.0.0.1",
                       allow_websocket_origin=[f"localhost:{port}", f"127.0.0.1:{port}"],
                       threaded=True, show=False,
                       check_unused_sessions_milliseconds=CHECK_SESSIONS_MS,
@@ -144,9 +156,10 @@ def outside_requests():
 
 
 @pytest.fixture
-def page(browser, served, outside_requests):
+def page(browser, served, outside_requests, request):
     """A fresh tab on the app with the network cut: anything not on localhost is aborted and
-    recorded; the test fails if there was any.  Closing it ends its session and worker."""
+    recorded; the test fails if there was any.  Closing it ends its session and worker.
+    Parametrized indirectly, it opens that page instead: ``lab``, the app and the lab as tabs."""
     context = browser.new_context(viewport={"width": 1400, "height": 1050})
 
     def cut(route):
@@ -162,7 +175,7 @@ def page(browser, served, outside_requests):
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     served.opened = len(served.apps)  # this tab's session builds the next app
-    page.goto(served.url)
+    page.goto(served.url.replace("/app", "/" + getattr(request, "param", "app")))
     page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
                            "Bokeh.documents[0].get_model_by_name('raster') !== null")
     yield page
