@@ -27,6 +27,12 @@ import numpy as np
 from spikeviz._jit import jit
 
 
+#: Below this, a neuron's weight scale is folded into its weights (see _fold_neuron).
+MIN_SCALE = 1e-4
+#: exp() of the regularizer is capped here: past it the weights shrink to 0 all the same.
+MAX_EXPONENT = 700.0
+
+
 class Hyper(NamedTuple):
     """Scalar settings of one training step, read from the config at the sample boundary."""
 
@@ -267,12 +273,36 @@ def regularize_weights(state, layer, eta_w, lam, beta, exponential=True):
     loss = 0.0
     for i in range(state.neuron_start[layer], state.neuron_start[layer + 1]):
         s = np.float64(state.scale[i]) ** 2 * state.sum_sq[i]
-        growth = math.exp(beta * (s - 1.0))
+        growth = math.exp(min(beta * (s - 1.0), MAX_EXPONENT))
         loss += 0.5 * lam * growth
         r = eta_w * lam * beta * growth
         shrink = math.exp(-r) if exponential else 1.0 - r
         state.scale[i] = np.float32(state.scale[i] * shrink)
+        if abs(state.scale[i]) < MIN_SCALE:
+            _fold_neuron(state, layer, i)
     return loss
+
+
+@jit
+def _fold_neuron(state, layer, neuron):
+    """Fold one neuron's scale into its stored weights (the rare case of a collapsing scale).
+
+    One SGD step can push a neuron's sum of squares far above 1 (few active inputs, large
+    errors); exp(-r) then shrinks its weights to about 0, and a float32 scale of 0 would make
+    every later weight step divide by zero.
+    """
+    lo, hi = state.neuron_start[layer], state.neuron_start[layer + 1]
+    n, i = hi - lo, neuron - lo
+    w = state.weights[state.weight_start[layer]:state.weight_start[layer + 1]]
+    w = w.reshape((w.size // n, n))
+    state.sum_sq[neuron] = 0.0
+    state.col_sum[neuron] = 0.0
+    for k in range(w.shape[0]):
+        value = w[k, i] * state.scale[neuron]
+        w[k, i] = value
+        state.sum_sq[neuron] += np.float64(value) * np.float64(value)
+        state.col_sum[neuron] += np.float64(value)
+    state.scale[neuron] = 1.0
 
 
 @jit

@@ -469,6 +469,31 @@ def test_regularize_weights_shrinks_real_weights_by_exp_minus_r():
     np.testing.assert_array_equal(real_weights(state, 1), out0)
 
 
+@pytest.mark.parametrize("jump", [2.0, 60.0])  # exp(beta (S - 1)) large, and past a float's range
+def test_a_collapsing_scale_is_folded_into_finite_weights(jump):
+    """One step that pushes a neuron's sum of squares far above 1 makes exp(-r) shrink its
+    weights to about 0: they must stay finite and trainable (a scale of 0 would not be)."""
+    rng = np.random.default_rng(44)
+    network, sim = regularized_network(rng)
+    state = sim.state
+    state.scale[1] *= math.sqrt(jump)  # S of neuron 1 about 1.2 * jump
+    real0 = real_weights(state, 0)
+    r = 0.05 * 0.02 * 10.0 * np.exp(np.minimum(10.0 * (np.sum(real0 ** 2, axis=0) - 1.0), 700.0))
+
+    loss = backprop.regularize_weights(state, 0, 0.05, 0.02, 10.0)
+
+    assert np.isfinite(loss) and loss > 1e3
+    assert state.scale[1] == 1.0  # folded
+    np.testing.assert_allclose(real_weights(state, 0), real0 * np.exp(-r), rtol=1e-5, atol=1e-30)
+    assert_sums_tracked(state)
+    others = [0, 2, 3]
+    np.testing.assert_allclose(real_weights(state, 0)[:, others], real0[:, others] * np.exp(-r[others]),
+                               rtol=1e-5)
+    backprop._add_to_weight(state.weights, state.scale, state.sum_sq, state.col_sum, 1, 1, 0.25)
+    assert np.isfinite(state.weights).all()
+    assert_sums_tracked(state)
+
+
 def test_first_order_weight_decay_multiplies_by_one_minus_r_and_can_flip_the_sign():
     rng = np.random.default_rng(43)
     network, sim = regularized_network(rng)
