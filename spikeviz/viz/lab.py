@@ -426,9 +426,13 @@ class NeuronLab(pn.viewable.Viewer):
     def load_digit(self):
         """Run test digit ``sample`` through the network with the engine's detailed recording."""
         image = self.data.test_images[self.sample]
-        events = lab.encode_digit(image, self.duration_ms, self.seed)
         common = dict(kappas=self.kappas, dynamics=self.dynamics)
         try:
+            if self.network.sizes[0] != image.size:
+                raise ConfigError(
+                    f"this network takes {self.network.sizes[0]} inputs, but the lab presents "
+                    f"{image.size}-pixel digits: use a network trained on MNIST")
+            events = lab.encode_digit(image, self.duration_ms, self.seed)
             watch = self._hidden_watch(events, common) + [
                 (len(self.network.weights) - 1, n) for n in range(self.network.sizes[-1])]
             self.trace = lab.record_sample(self.network, events, self.duration_ms, watch=watch,

@@ -95,6 +95,15 @@ def test_chosen_hidden_neurons_and_bad_ones(neuron_lab):
     assert "0..39" in neuron_lab.message and neuron_lab.trace.watch[:2] == [(0, 3), (0, 17)]
 
 
+def test_a_network_of_another_input_size_is_refused(neuron_lab):
+    from spikeviz.engine import init_network
+
+    shown = neuron_lab.trace
+    neuron_lab.network = init_network((2312, 20, 10), np.random.default_rng(0))
+    neuron_lab.load_digit()
+    assert "2312 inputs" in neuron_lab.message and neuron_lab.trace is shown
+
+
 def test_another_digit_and_speed(neuron_lab, data):
     neuron_lab.sample = 7
     neuron_lab.load_digit()
