@@ -59,6 +59,31 @@ def _load(args, dataset="mnist", config=None):
     return data
 
 
+#: Where a run directory records its data, so that ``--resume`` alone finds it again.
+DATA_SOURCE = "data.json"
+
+
+def _remember_data(args, out):
+    source = {"data_dir": str(Path(args.data_dir).resolve()) if args.data_dir else None,
+              "bundled": args.bundled, "skip_bad": args.skip_bad}
+    (out / DATA_SOURCE).write_text(json.dumps(source, indent=1) + "\n")
+
+
+def _recall_data(args, out):
+    """On --resume with no data option, use the data the run was started on."""
+    path = out / DATA_SOURCE
+    if args.data_dir or args.bundled or not path.is_file():
+        return
+    try:
+        source = json.loads(path.read_text())
+        args.data_dir, args.bundled = source["data_dir"], bool(source["bundled"])
+        args.skip_bad = args.skip_bad or bool(source.get("skip_bad", False))
+    except (ValueError, KeyError, TypeError) as error:
+        raise SpikevizError(f"{path} is not a data record of spikeviz train ({error}): delete it "
+                            "and give --data-dir (or --bundled) with --resume") from None
+    print(f"resuming on the run's data: {args.data_dir or 'the bundled subset'}", flush=True)
+
+
 def cmd_data(args):
     data = _load(args)
     print(f"origin: {data.origin}")
@@ -186,6 +211,7 @@ def cmd_train(args):
         _, meta = load_checkpoint(last)
         config = Config.from_dict(meta["config"], source=f"{last} (config)")
         config.update_from(_overrides(args), source="command line")
+        _recall_data(args, out)
     else:
         if last.exists():
             raise SpikevizError(f"{out} already holds a run ({last}); continue it with --resume or "
@@ -195,6 +221,7 @@ def cmd_train(args):
     trainer = Trainer.resume(last, data, config) if args.resume else Trainer(config, data)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "config.json")
+    _remember_data(args, out)
     print(f"data: {data.origin}; network {trainer.network.sizes}; run directory {out}")
     with _stop_on_signals() as stop:
         try:

@@ -46,6 +46,31 @@ def test_train_writes_metrics_and_checkpoints_then_resumes_and_evaluates(tmp_pat
     assert "test accuracy" in capsys.readouterr().out
 
 
+def test_resume_alone_reuses_the_data_the_run_started_on(tmp_path, capsys):
+    """``spikeviz train --out DIR --resume`` with no data option: the run's own data directory,
+    not the default resolution (here the bundled 5,000 digits, which would not fit)."""
+    from spikeviz.data import load_mnist, write_idx
+    from spikeviz.data.mnist import MNIST_FILES
+
+    digits, data_dir = load_mnist(bundled=True), tmp_path / "digits"
+    data_dir.mkdir()
+    for key, fname in MNIST_FILES.items():
+        write_idx(data_dir / fname, getattr(digits, key)[:400 if key.startswith("train") else 80])
+    out = tmp_path / "run"
+    small = ["--hidden", "40", "--test-duration-ms", "100", "--out", str(out)]
+    assert main(["train", "--data-dir", str(data_dir), *small, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main(["train", *small, "--epochs", "2", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert f"resuming on the run's data: {data_dir.resolve()}" in printed
+    assert [m["epoch"] for m in read_metrics(out)] == [1, 2]
+    assert read_metrics(out)[1]["test_samples"] == 80
+
+    (out / "data.json").write_text("{not json")
+    assert main(["train", *small, "--epochs", "3", "--resume"]) == 2
+    assert "data.json is not a data record" in capsys.readouterr().err
+
+
 def test_an_existing_run_is_not_overwritten(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *SMALL, "--out", str(out)]) == 0
