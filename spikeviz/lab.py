@@ -19,7 +19,8 @@ from spikeviz.errors import ConfigError
 __all__ = [
     "MECHANISMS", "LabTrace", "NeuronMoment", "analytic_rate_hz", "describe_event",
     "drive_events", "encode_digit", "layer_name", "most_active_hidden", "next_event",
-    "potential_curve", "record_sample", "simulated_rates", "single_neuron_run",
+    "potential_curve", "rasterize_strokes", "record_sample", "simulated_rates",
+    "single_neuron_run",
     "snapshot_network", "story",
 ]
 
@@ -338,6 +339,49 @@ def _events_with(trace, mechanism):
         "refractory": rows["gain"] < 1,
     }[mechanism]
     return np.unique(rows["event"][acting])
+
+
+# --- a digit drawn by hand ---
+
+
+def rasterize_strokes(xs, ys, size=28, pen_px=1.0):
+    """A drawn digit as an MNIST-like image: strokes (lists of x and y in pixel units, y up,
+    0..size) drawn with a soft pen of ``pen_px`` (Gaussian sigma), then moved so that their
+    center of mass is the image's center, as MNIST's digits are.
+
+    Returns
+    -------
+    (size, size) uint8 image, 0..255; all zeros when there is no stroke
+    """
+    centers = np.arange(size) + 0.5
+    image = np.zeros((size, size))
+    for stroke_x, stroke_y in zip(xs, ys):
+        points = _densify(np.asarray(stroke_x, float), np.asarray(stroke_y, float))
+        for x, y in points:
+            row, col = size - y, x  # image rows run downward
+            blob = np.exp(-((centers[:, None] - row) ** 2 + (centers[None, :] - col) ** 2)
+                          / (2 * pen_px**2))
+            image = np.maximum(image, blob)
+    if image.max() == 0:
+        return image.astype(np.uint8)
+    rows, cols = np.indices(image.shape)
+    shift_r = int(round(size / 2 - 0.5 - np.average(rows, weights=image)))
+    shift_c = int(round(size / 2 - 0.5 - np.average(cols, weights=image)))
+    image = np.roll(image, (shift_r, shift_c), axis=(0, 1))
+    return np.round(255 * image / image.max()).astype(np.uint8)
+
+
+def _densify(x, y, spacing=0.25):
+    """Points along a polyline, at most ``spacing`` pixels apart."""
+    if x.size < 2:
+        return list(zip(x, y))
+    points = []
+    for x0, y0, x1, y1 in zip(x[:-1], y[:-1], x[1:], y[1:]):
+        n = max(1, int(np.ceil(np.hypot(x1 - x0, y1 - y0) / spacing)))
+        fractions = np.arange(n) / n
+        points += list(zip(x0 + fractions * (x1 - x0), y0 + fractions * (y1 - y0)))
+    points.append((x[-1], y[-1]))
+    return points
 
 
 # --- the single-neuron experiment ---

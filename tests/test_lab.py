@@ -144,6 +144,20 @@ def test_snapshot_folds_the_training_scale_and_is_independent():
     assert network.weights[0].any()
 
 
+def test_a_drawn_stroke_becomes_a_centered_mnist_like_image():
+    # a vertical stroke at the left edge, from y = 4 to 24 (y up)
+    image = lab.rasterize_strokes([[3.0, 3.0]], [[4.0, 24.0]])
+    assert image.dtype == np.uint8 and image.shape == (28, 28) and image.max() == 255
+    lit_rows = np.flatnonzero(image.max(axis=1) > 128)
+    lit_cols = np.flatnonzero(image.max(axis=0) > 128)
+    assert lit_rows.min() <= 4 and lit_rows.max() >= 23  # its whole length
+    assert set(lit_cols) <= {13, 14}  # moved to the center, one pen wide
+    # an L: two strokes, both drawn
+    ell = lab.rasterize_strokes([[8, 8], [8, 20]], [[24, 6], [6, 6]])
+    assert (ell > 128).sum() > (image > 128).sum()
+    assert not lab.rasterize_strokes([], []).any()
+
+
 # --- the single neuron ---
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, LinearColorMapper, Range1d, Span
+from bokeh.models import ColumnDataSource, FreehandDrawTool, LinearColorMapper, Range1d, Span
 from bokeh.palettes import Category10, Greys256
 from bokeh.plotting import figure
 
@@ -89,6 +89,21 @@ def input_figure(image):
                 source=ColumnDataSource({"x": [], "y": [], "alpha": []}, name="lab-events"))
     fig.scatter("x", "y", size=13, marker="square", fill_alpha=0, line_color="red", line_width=3,
                 source=ColumnDataSource({"x": [], "y": []}, name="lab-event"))
+    return fig
+
+
+def draw_figure():
+    """A 28 x 28 pad to draw a digit on with the mouse (Bokeh's freehand tool); the strokes
+    reach the server in the ``lab-strokes`` source."""
+    fig = figure(title="or draw a digit", width=200, height=200, x_range=(0, 28), y_range=(0, 28),
+                 tools="", toolbar_location=None, output_backend="canvas")
+    fig.axis.visible = False
+    fig.grid.visible = False
+    strokes = fig.multi_line("xs", "ys", line_width=14, line_color="black", line_cap="round",
+                             source=ColumnDataSource({"xs": [], "ys": []}, name="lab-strokes"))
+    pen = FreehandDrawTool(renderers=[strokes])
+    fig.add_tools(pen)
+    fig.toolbar.active_drag = pen
     return fig
 
 
@@ -181,8 +196,7 @@ def story_markdown(trace, event, label=None):
             lines.append(f"- **{names[mechanism]}**: " + "; ".join(shown))
     decision = trace.decision(event)
     verdict = "no decision yet" if decision is None else f"the network says **{decision}**"
-    if label is not None:
-        verdict += f" (the digit is {label})"
+    verdict += " (a drawn digit)" if label is None else f" (the digit is {label})"
     lines += ["", f"Output counts so far: {' '.join(map(str, trace.output_counts(event)))}, "
               f"{verdict}.", "", _step_table(lab.describe_event(trace, event))]
     return "\n".join(lines)
@@ -375,6 +389,7 @@ class NeuronLab(pn.viewable.Viewer):
             network = training_run_network(training_app)
         self.network, self.kappas, self.dynamics = None, None, None
         self.trace = None
+        self._drawn = None  # the image of a digit drawn on the pad, while it is shown
         self.message = ""
         self.single = SingleNeuronLab()
         self._build()
@@ -425,7 +440,7 @@ class NeuronLab(pn.viewable.Viewer):
 
     def load_digit(self):
         """Run test digit ``sample`` through the network with the engine's detailed recording."""
-        image = self.data.test_images[self.sample]
+        image = self._image()
         common = dict(kappas=self.kappas, dynamics=self.dynamics)
         try:
             if self.network.sizes[0] != image.size:
@@ -467,7 +482,29 @@ class NeuronLab(pn.viewable.Viewer):
 
     @property
     def label(self):
-        return int(self.data.test_labels[self.sample])
+        """The test digit's label; None for a drawn digit."""
+        return None if self._drawn is not None else int(self.data.test_labels[self.sample])
+
+    def _image(self):
+        return self._drawn if self._drawn is not None else self.data.test_images[self.sample]
+
+    def run_test_digit(self):
+        """Run test digit ``sample`` (the **Run digit** button)."""
+        self._drawn = None
+        self.load_digit()
+
+    def use_drawing(self):
+        """Run the digit drawn on the pad (the **Use drawing** button)."""
+        data = self._strokes.data
+        image = lab.rasterize_strokes(data["xs"], data["ys"])
+        if not image.any():
+            self._notify("draw a digit on the pad first (drag the mouse)")
+            return
+        self._drawn = image
+        self.load_digit()
+
+    def clear_drawing(self):
+        self._strokes.data = {"xs": [], "ys": []}
 
     # --- stepping ---
 
@@ -535,6 +572,8 @@ class NeuronLab(pn.viewable.Viewer):
         counts_fig = counts_figure(10)
         self._counts = counts_fig.select({"name": "lab-counts"})[0]
         self._panes = {kind: pn.pane.Bokeh(None) for kind in ("hidden", "output")}
+        pad = draw_figure()
+        self._strokes = pad.select({"name": "lab-strokes"})[0]
         self._story = pn.pane.Markdown("", css_classes=["lab-story"], width=640)
         self._position = pn.pane.Markdown("", css_classes=["lab-position"])
         self._status = pn.pane.Markdown("", css_classes=["lab-status"], width=280)
@@ -561,7 +600,10 @@ class NeuronLab(pn.viewable.Viewer):
             w.FloatInput.from_param(self.param.duration_ms, step=10),
             w.TextInput.from_param(self.param.hidden, label="hidden neurons"),
             w.IntInput.from_param(self.param.seed, label="event seed"),
-            button("Run digit", self.load_digit, "lab-run"),
+            button("Run digit", self.run_test_digit, "lab-run"),
+            pn.Column(pn.pane.Bokeh(pad), css_classes=["lab-pad"]),
+            pn.Row(button("Use drawing", self.use_drawing, "lab-use-drawing"),
+                   button("Clear", self.clear_drawing, "lab-clear-drawing")),
             self._status,
             width=300,
         )

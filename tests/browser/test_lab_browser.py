@@ -116,6 +116,22 @@ def test_another_digit_resets_the_slider_to_its_events(page, neuron_lab):
     shown_event(page, n_events - 1)
 
 
+def test_a_digit_drawn_with_the_mouse(page, neuron_lab):
+    pad = page.locator(".lab-pad").first
+    box = pad.bounding_box()
+    x, top = box["x"] + box["width"] / 2, box["y"] + 0.2 * box["height"]
+    page.mouse.move(x, top)
+    page.mouse.down()
+    for k in range(1, 21):  # a vertical stroke: a "1"
+        page.mouse.move(x, top + k * 0.03 * box["height"])
+    page.mouse.up()
+    wait_until(lambda: len(neuron_lab._strokes.data["xs"]) == 1, 10, "the stroke on the server")
+    page.locator(".lab-use-drawing button").click()
+    page.locator(".lab-story", has_text="a drawn digit").wait_for()
+    assert neuron_lab.label is None and position(page) == (1, neuron_lab.trace.n_events)
+    screenshot(page, "drawn")
+
+
 def test_play_runs_in_slow_motion_and_pause_stops(page, neuron_lab):
     page.locator(".lab-player button.play").click()
     wait_until(lambda: neuron_lab.event >= 3, 10, "the player to step the lab")

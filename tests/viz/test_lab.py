@@ -112,6 +112,23 @@ def test_another_digit_and_speed(neuron_lab, data):
     assert neuron_lab._player.interval == SPEEDS["10 events/s"]
 
 
+def test_a_drawn_digit_runs_through_the_network(neuron_lab):
+    neuron_lab.use_drawing()
+    assert "draw a digit" in neuron_lab.message and neuron_lab.label is not None
+    strokes = source(neuron_lab, "lab-strokes")
+    strokes.data = {"xs": [[14.0, 14.0]], "ys": [[4.0, 24.0]]}  # what the freehand tool sends
+    neuron_lab.use_drawing()
+    assert neuron_lab.label is None and "(a drawn digit)" in neuron_lab._story.object
+    image = source(neuron_lab, "lab-image").data["image"][0]
+    np.testing.assert_array_equal(np.flipud(image), lab.rasterize_strokes([[14, 14]], [[4, 24]]))
+    lit = set(np.flatnonzero(np.flipud(image).ravel() > 0))
+    assert set(neuron_lab.trace.events.channels.tolist()) <= lit  # events come from the stroke
+    neuron_lab.clear_drawing()
+    assert strokes.data["xs"] == []
+    neuron_lab.run_test_digit()
+    assert neuron_lab.label == neuron_lab.data.test_labels[neuron_lab.sample]
+
+
 def test_a_checkpoint_of_spikeviz_train(neuron_lab, data, tmp_path):
     neuron_lab.source = "checkpoint"
     neuron_lab.checkpoint = str(tmp_path / "missing.npz")
