@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import wait_until
@@ -46,6 +47,8 @@ def shown_event(page, event):
 def screenshot(page, name):
     if os.environ.get("SPIKEVIZ_SCREENSHOT"):
         FIGURES.mkdir(parents=True, exist_ok=True)
+        page.set_viewport_size({"width": 1400, "height": 1800})  # the whole lab, no scrolling
+        page.wait_for_timeout(500)  # the layout follows the new size
         page.screenshot(path=str(FIGURES / f"lab-{name}.png"), full_page=True)
 
 
@@ -58,6 +61,26 @@ def test_the_lab_tab_shows_a_digit_from_the_training_runs_network(page, neuron_l
     assert position(page) == (1, neuron_lab.trace.n_events)
     assert page.evaluate("() => Bokeh.documents[0].get_model_by_name('lab-event').data.x"
                          ".length") == 1
+
+
+def test_use_network_takes_a_new_snapshot_of_the_training_run(page, neuron_lab, app):
+    first = neuron_lab.network.weights[0].copy()
+    app.step(1000)  # queued to the session's worker
+    wait_until(lambda: app.trainer.position >= 1000, 60, "1,000 training samples")
+    old = neuron_lab.trace
+    page.locator(".lab-use-network button").click()
+    wait_until(lambda: neuron_lab.trace is not old, 20, "the digit through the new network")
+    page.locator(".lab-status", has_text="snapshot of the training run").wait_for()
+    trainer = app.trainer
+    np.testing.assert_allclose(neuron_lab.network.weights[0],
+                               trainer.network.weights[0] * trainer.sim.state.scale[:100],
+                               rtol=1e-6)
+    assert not np.array_equal(neuron_lab.network.weights[0], first)
+    shown_event(page, 0)
+    page.locator(".lab-next-output button").click()
+    wait_until(lambda: neuron_lab.event > 0, 10, "the jump to the first output spike")
+    page.locator(".lab-story", has_text="Output").wait_for()
+    screenshot(page, "network")
 
 
 def test_stepping_forward_and_back(page, neuron_lab):
@@ -97,7 +120,6 @@ def test_scrubbing_the_time_slider_and_jumping_to_a_spike(page, neuron_lab):
     wait_until(lambda: sum(page.evaluate(
         "() => Array.from(Bokeh.documents[0].get_model_by_name('lab-counts').data.count)")) > 0,
         10, "the output counts to show the spike")
-    screenshot(page, "network")
 
 
 def test_another_digit_resets_the_slider_to_its_events(page, neuron_lab):
