@@ -10,10 +10,9 @@ Bokeh figures carry named data sources, for tests and browsers (``get_model_by_n
 ``lab-image``, ``lab-events``, ``lab-event`` (input), ``lab-hidden-curves``, ``lab-hidden-now``,
 ``lab-output-curves``, ``lab-output-now`` (potentials), ``lab-counts``, and ``lab-sn-potential``,
 ``lab-sn-inputs``, ``lab-sn-spikes``, ``lab-sn-analytic``, ``lab-sn-simulated``, ``lab-sn-now``
-(single neuron).
+(single neuron), ``lab-strokes`` (the drawing pad's strokes).
 """
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,6 @@ from spikeviz.engine import init_network, make_dynamics
 from spikeviz.errors import ConfigError, SpikevizError
 
 __all__ = ["NeuronLab", "SingleNeuronLab", "train_and_lab", "training_run_network"]
-
-_log = logging.getLogger("spikeviz.lab")
 
 #: Slow-motion speeds: label -> milliseconds between two steps of the player.
 SPEEDS = {"1 event/s": 1000, "3 events/s": 333, "10 events/s": 100, "30 events/s": 33}
@@ -218,6 +215,12 @@ def _step_table(moments):
     return "\n".join(rows)
 
 
+def _button(label, action, css_class):
+    button = pn.widgets.Button(label=label, width=110, css_classes=[css_class])
+    button.on_click(lambda event: action())
+    return button
+
+
 # --- the single-neuron mode ---
 
 
@@ -243,6 +246,7 @@ class SingleNeuronLab(pn.viewable.Viewer):
         self.sources = {}
         self._figures = self._build_figures()
         self._summary = pn.pane.Markdown("", css_classes=["lab-sn-summary"], width=300)
+        self._layout = self._build_layout()
         self.param.watch(self.update, list(self.param)[1:])
         self.update()
 
@@ -324,6 +328,9 @@ class SingleNeuronLab(pn.viewable.Viewer):
             "small, regular jumps approach it.")
 
     def __panel__(self):
+        return self._layout
+
+    def _build_layout(self):
         w = pn.widgets
         sliders = [
             w.FloatSlider.from_param(self.param.rate_hz, step=10, throttled=True,
@@ -439,24 +446,30 @@ class NeuronLab(pn.viewable.Viewer):
         self.load_digit()
 
     def load_digit(self):
-        """Run test digit ``sample`` through the network with the engine's detailed recording."""
+        """Run the digit (test digit ``sample``, or the drawn one) through the network with the
+        engine's detailed recording, and show its first event."""
         image = self._image()
-        common = dict(kappas=self.kappas, dynamics=self.dynamics)
         try:
-            if self.network.sizes[0] != image.size:
-                raise ConfigError(
-                    f"this network takes {self.network.sizes[0]} inputs, but the lab presents "
-                    f"{image.size}-pixel digits: use a network trained on MNIST")
-            events = lab.encode_digit(image, self.duration_ms, self.seed)
-            watch = self._hidden_watch(events, common) + [
-                (len(self.network.weights) - 1, n) for n in range(self.network.sizes[-1])]
-            self.trace = lab.record_sample(self.network, events, self.duration_ms, watch=watch,
-                                           **common)
+            self.trace = self._record(image)
         except SpikevizError as error:
             self._notify(f"{type(error).__name__}: {error}")
             return
         self._image_source.data = {"image": [np.flipud(image.astype(float))]}
         self._set_curves()
+        self._rewind()
+
+    def _record(self, image):
+        if self.network.sizes[0] != image.size:
+            raise ConfigError(f"this network takes {self.network.sizes[0]} inputs, but the lab "
+                              f"presents {image.size}-pixel digits: use a network trained on MNIST")
+        common = dict(kappas=self.kappas, dynamics=self.dynamics)
+        events = lab.encode_digit(image, self.duration_ms, self.seed)
+        outputs = [(len(self.network.weights) - 1, n) for n in range(self.network.sizes[-1])]
+        watch = self._hidden_watch(events, common) + outputs
+        return lab.record_sample(self.network, events, self.duration_ms, watch=watch, **common)
+
+    def _rewind(self):
+        """The player's range to the new trace's events, and back to the first one."""
         last = max(self.trace.n_events - 1, 0)
         self.param.event.bounds = (0, last)
         self._player.end = max(last, 1)
@@ -476,8 +489,8 @@ class NeuronLab(pn.viewable.Viewer):
         except ValueError:
             neurons = [-1]
         if not neurons or min(neurons) < 0 or max(neurons) >= width:
-            raise ConfigError(f"hidden: {self.hidden!r} is not a list of neurons of the "
-                                  f"first hidden layer (0..{width - 1}), e.g. '3, 17', or auto")
+            raise ConfigError(f"hidden: {self.hidden!r} is not a list of neurons of the first "
+                              f"hidden layer (0..{width - 1}), e.g. '3, 17', or auto")
         return [(0, n) for n in neurons]
 
     @property
@@ -510,10 +523,14 @@ class NeuronLab(pn.viewable.Viewer):
 
     def step(self, n=1):
         """Move ``n`` events forward (negative: back), within the sample."""
+        if self.trace is None:  # served: the digit runs once the page is connected
+            return
         self.event = int(np.clip(self.event + n, 0, self.trace.n_events - 1))
 
     def jump_to(self, mechanism, direction=1):
         """Go to the next (direction -1: previous) event at which ``mechanism`` acts."""
+        if self.trace is None:
+            return
         found = lab.next_event(self.trace, self.event, mechanism, direction)
         if found is None:
             self._notify(f"no {mechanism} {'after' if direction > 0 else 'before'} this event")
@@ -565,61 +582,60 @@ class NeuronLab(pn.viewable.Viewer):
         self._player.interval = SPEEDS[self.speed]
 
     def _build(self):
-        w = pn.widgets
+        """The views (figures, panes, player) and the layout; data arrives with a digit."""
         input_fig = input_figure(np.zeros((28, 28)))
         self._input_sources = {s.name: s for s in input_fig.select({"type": ColumnDataSource})}
         self._image_source = self._input_sources["lab-image"]
         counts_fig = counts_figure(10)
         self._counts = counts_fig.select({"name": "lab-counts"})[0]
         self._panes = {kind: pn.pane.Bokeh(None) for kind in ("hidden", "output")}
-        pad = draw_figure()
-        self._strokes = pad.select({"name": "lab-strokes"})[0]
+        self._pad = draw_figure()
+        self._strokes = self._pad.select({"name": "lab-strokes"})[0]
         self._story = pn.pane.Markdown("", css_classes=["lab-story"], width=640)
         self._position = pn.pane.Markdown("", css_classes=["lab-position"])
         self._status = pn.pane.Markdown("", css_classes=["lab-status"], width=280)
-        self._player = w.Player(start=0, end=1, value=0, interval=SPEEDS[self.speed],
-                                loop_policy="once", show_loop_controls=False, width=420,
-                                css_classes=["lab-player"], label="event")
+        self._player = pn.widgets.Player(
+            start=0, end=1, value=0, interval=SPEEDS[self.speed], loop_policy="once",
+            show_loop_controls=False, width=420, css_classes=["lab-player"], label="event")
         self._player.param.watch(lambda e: setattr(self, "event", int(e.new)), "value")
-
-        def button(label, action, css):
-            b = w.Button(label=label, width=110, css_classes=[css])
-            b.on_click(lambda event: action())
-            return b
-
-        jumps = pn.Row(*(button(f"next {m}", lambda m=m: self.jump_to(m), f"lab-next-{m}")
-                         for m in ("spike", "inhibition", "clip", "output")))
-        controls = pn.Column(
-            pn.pane.Markdown("## Neuron lab\nPick a digit, run it, then step through its "
-                             "events and watch each mechanism act."),
-            w.Select.from_param(self.param.source, css_classes=["lab-source"]),
-            w.TextInput.from_param(self.param.checkpoint),
-            button("Use network", self.take_network, "lab-use-network"),
-            w.IntInput.from_param(self.param.sample, label="test digit",
-                                  css_classes=["lab-sample"]),
-            w.FloatInput.from_param(self.param.duration_ms, step=10),
-            w.TextInput.from_param(self.param.hidden, label="hidden neurons"),
-            w.IntInput.from_param(self.param.seed, label="event seed"),
-            button("Run digit", self.run_test_digit, "lab-run"),
-            pn.Column(pn.pane.Bokeh(pad), css_classes=["lab-pad"]),
-            pn.Row(button("Use drawing", self.use_drawing, "lab-use-drawing"),
-                   button("Clear", self.clear_drawing, "lab-clear-drawing")),
-            self._status,
-            width=300,
-        )
-        stepping = pn.Column(
-            pn.Row(button("< back", lambda: self.step(-1), "lab-back"), self._player,
-                   button("step >", lambda: self.step(1), "lab-step"),
-                   w.Select.from_param(self.param.speed, width=120)),
-            pn.Row(self._position, jumps),
-        )
-        network_mode = pn.Row(controls, pn.Column(
-            stepping,
+        network_mode = pn.Row(self._controls(), pn.Column(
+            self._stepping(),
             pn.Row(pn.Column(pn.pane.Bokeh(input_fig), pn.pane.Bokeh(counts_fig)),
                    pn.Column(self._story, self._panes["hidden"], self._panes["output"])),
         ))
         self._layout = pn.Tabs(("Network, event by event", network_mode),
                                ("Single neuron", self.single), css_classes=["lab-modes"])
+
+    def _controls(self):
+        w = pn.widgets
+        return pn.Column(
+            pn.pane.Markdown("## Neuron lab\nPick a digit, run it, then step through its "
+                             "events and watch each mechanism act."),
+            w.Select.from_param(self.param.source, css_classes=["lab-source"]),
+            w.TextInput.from_param(self.param.checkpoint),
+            _button("Use network", self.take_network, "lab-use-network"),
+            w.IntInput.from_param(self.param.sample, label="test digit",
+                                  css_classes=["lab-sample"]),
+            w.FloatInput.from_param(self.param.duration_ms, step=10),
+            w.TextInput.from_param(self.param.hidden, label="hidden neurons"),
+            w.IntInput.from_param(self.param.seed, label="event seed"),
+            _button("Run digit", self.run_test_digit, "lab-run"),
+            pn.Column(pn.pane.Bokeh(self._pad), css_classes=["lab-pad"]),
+            pn.Row(_button("Use drawing", self.use_drawing, "lab-use-drawing"),
+                   _button("Clear", self.clear_drawing, "lab-clear-drawing")),
+            self._status,
+            width=300,
+        )
+
+    def _stepping(self):
+        jumps = [_button(f"next {m}", lambda m=m: self.jump_to(m), f"lab-next-{m}")
+                 for m in ("spike", "inhibition", "clip", "output")]
+        return pn.Column(
+            pn.Row(_button("< back", lambda: self.step(-1), "lab-back"), self._player,
+                   _button("step >", lambda: self.step(1), "lab-step"),
+                   pn.widgets.Select.from_param(self.param.speed, width=120)),
+            pn.Row(self._position, *jumps),
+        )
 
     def __panel__(self):
         return self._layout
