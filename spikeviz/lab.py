@@ -266,50 +266,60 @@ def _fmt(value):
 
 def story(trace, event):
     """What happened at input event ``event``, mechanism by mechanism: a list of (mechanism,
-    sentence) pairs, mechanisms from :data:`MECHANISMS`, numbers from the engine's rows."""
+    sentence) pairs in the order of :data:`MECHANISMS`, numbers from the engine's rows."""
     t_ms = float(trace.events.times_ms[event])
     channel = int(trace.events.channels[event])
-    told = [("input", f"t = {t_ms:.3f} ms: input {channel} sends an event")]
-    moments = describe_event(trace, event)
-    reached = [m for m in moments if m.reached]
-    decayed_layers = set()
+    reached = [m for m in describe_event(trace, event) if m.reached]
+    told = _decay_sentences(reached, trace.dynamics.tau_mp_ms)
+    for m in reached:
+        told += _neuron_sentences(m)
+    told.sort(key=lambda pair: MECHANISMS.index(pair[0]))  # stable: neurons keep their order
+    told.insert(0, ("input", f"t = {t_ms:.3f} ms: input {channel} sends an event"))
+    return told + _output_sentence(trace, event)
+
+
+def _decay_sentences(reached, tau_mp_ms):
+    """One decay (1) per layer: all its neurons share the factor; one of them as an example."""
+    told, layers = [], set()
     for m in reached:
         layer = m.name.rsplit(" ", 1)[0]
-        if m.dt_ms > 0 and m.before != 0 and layer not in decayed_layers:
-            decayed_layers.add(layer)  # one factor per layer: told once, with an example
-            factor = math.exp(-m.dt_ms / trace.dynamics.tau_mp_ms)
+        if m.dt_ms > 0 and m.before != 0 and layer not in layers:
+            layers.add(layer)
+            factor = math.exp(-m.dt_ms / tau_mp_ms)
             told.append(("decay", f"{layer}: {m.dt_ms:.3f} ms since the layer's last event, "
                                   f"V x {factor:.4f} (e.g. {m.name}: {_fmt(m.before)} -> "
                                   f"{_fmt(m.decayed)})"))
-    for m in reached:
-        weight = f" (w_dyn {m.gain:.2f})" if m.gain < 1 else ""
-        told.append(("jump", f"{m.name}: input w * w_dyn = {_fmt(m.jump)}{weight} -> "
-                             f"V = {_fmt(m.peak)}"))
-    for m in reached:
-        if m.fired:
-            told.append(("spike", f"{m.name} reached Vth = {m.threshold:.4f}: spike, subtractive "
-                                  f"reset V -= gamma * Vth -> {_fmt(m.reset)}"))
-    for m in reached:
-        if m.inhibitions:
-            told.append(("inhibition", f"{m.name}: {m.inhibitions} rival spike(s) in its WTA "
-                                       f"layer, each kappa * Vth = {m.kappa:g} x "
-                                       f"{m.threshold:.4f} = {_fmt(m.kappa * m.threshold)}"))
-    for m in reached:
-        if m.clipped:
-            told.append(("clip", f"{m.name}: held at -Vth = {-m.threshold:.4f} (clipping)"))
-    for m in reached:
-        if m.refractory:
-            told.append(("refractory", f"{m.name}: refractory, w_dyn = {m.gain:.3f} recovering "
-                                       f"as (dt / T_ref)^2"))
-    out = (trace.spikes["event"] == event) & (trace.spikes["layer"] == len(trace.sizes) - 2)
-    if out.any():
-        counts = trace.output_counts(event)
-        decision = trace.decision(event)
-        verdict = "tie" if decision is None else f"decision {decision}"
-        fired = ", ".join(str(n) for n in trace.spikes["neuron"][out])
-        told.append(("output", f"output {fired} fired: counts {' '.join(map(str, counts))} "
-                               f"-> {verdict}"))
     return told
+
+
+def _neuron_sentences(m):
+    """The mechanisms that acted on one reached neuron."""
+    weight = f" (w_dyn {m.gain:.2f})" if m.gain < 1 else ""
+    told = [("jump", f"{m.name}: input w * w_dyn = {_fmt(m.jump)}{weight} -> V = {_fmt(m.peak)}")]
+    if m.fired:
+        told.append(("spike", f"{m.name} reached Vth = {m.threshold:.4f}: spike, subtractive "
+                              f"reset V -= gamma * Vth -> {_fmt(m.reset)}"))
+    if m.inhibitions:
+        told.append(("inhibition", f"{m.name}: {m.inhibitions} rival spike(s) in its WTA layer, "
+                                   f"each kappa * Vth = {m.kappa:g} x {m.threshold:.4f} = "
+                                   f"{_fmt(m.kappa * m.threshold)}"))
+    if m.clipped:
+        told.append(("clip", f"{m.name}: held at -Vth = {-m.threshold:.4f} (clipping)"))
+    if m.refractory:
+        told.append(("refractory", f"{m.name}: refractory, w_dyn = {m.gain:.3f} recovering as "
+                                   "(dt / T_ref)^2"))
+    return told
+
+
+def _output_sentence(trace, event):
+    out = (trace.spikes["event"] == event) & (trace.spikes["layer"] == len(trace.sizes) - 2)
+    if not out.any():
+        return []
+    counts = " ".join(map(str, trace.output_counts(event)))
+    decision = trace.decision(event)
+    verdict = "tie" if decision is None else f"decision {decision}"
+    fired = ", ".join(str(n) for n in trace.spikes["neuron"][out])
+    return [("output", f"output {fired} fired: counts {counts} -> {verdict}")]
 
 
 def next_event(trace, start, mechanism, step=1):

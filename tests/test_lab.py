@@ -64,8 +64,10 @@ def test_every_mechanism_can_be_found_and_is_told_at_its_event(digit_trace):
     for mechanism in lab.MECHANISMS:
         event = lab.next_event(trace, -1, mechanism)
         assert event is not None, mechanism
-        told = dict(lab.story(trace, event))
-        assert mechanism in told, (mechanism, told)
+        story = lab.story(trace, event)
+        assert mechanism in dict(story), (mechanism, story)
+        order = [lab.MECHANISMS.index(m) for m, _ in story]
+        assert order == sorted(order) and order[0] == 0  # told in the order an event acts
         # going back from later finds an event where it acted, too
         assert lab.next_event(trace, trace.n_events, mechanism, -1) >= event
     with pytest.raises(ConfigError, match="unknown mechanism"):
