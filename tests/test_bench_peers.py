@@ -113,6 +113,17 @@ def test_split_repeats_keeps_every_event_once_per_step():
     assert copies == per_bin_channel.max() > 1
 
 
+def test_brian2_presents_every_event_back_to_back():
+    rng = np.random.default_rng(4)
+    events = [random_events(rng, n, 50.0, 784) for n in (300, 2, 120)]
+    bins, indices, copies = brian2_peer.back_to_back(events, 50.0, WORKLOAD)
+    assert bins.size == indices.size == sum(len(t) for t, _ in events)
+    first, second = len(events[0][0]), len(events[0][0]) + len(events[1][0])
+    assert bins[:first].max() < 50 and 50 <= bins[first:second].min() < 100 <= bins[second:].min()
+    np.testing.assert_array_equal(indices % 784, np.concatenate([c for _, c in events]))
+    assert np.unique(bins * 784 * copies + indices).size == bins.size
+
+
 def test_events_survive_the_workload_file(tmp_path):
     rng = np.random.default_rng(3)
     events = [random_events(rng, n, 50.0, 784, repeats=False) for n in (5, 2, 9)]

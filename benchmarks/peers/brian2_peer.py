@@ -42,21 +42,27 @@ def settings(workload):
             "input_scale": 1.0}
 
 
+def back_to_back(events, duration_ms, workload):
+    """The samples' events one presentation after the other: (time steps, generator indices,
+    copies of the input layer needed, see ``split_repeats``)."""
+    steps = n_steps(duration_ms, workload.dt_ms)
+    bins, indices, copies = [], [], 1
+    for k, (times_ms, channels) in enumerate(events):
+        sample_bins, sample_indices, sample_copies = split_repeats(
+            times_ms, channels, duration_ms, workload.dt_ms, workload.sizes[0])
+        bins.append(sample_bins + k * steps)
+        indices.append(sample_indices)
+        copies = max(copies, sample_copies)
+    return np.concatenate(bins), np.concatenate(indices), copies
+
+
 def build(brian2, workload, events, duration_ms, seed=0):
     """A Brian2 network presenting ``events`` one after the other, each for ``duration_ms``."""
     b = brian2
     dt = workload.dt_ms * b.ms
     steps = n_steps(duration_ms, workload.dt_ms)
-    n_in = workload.sizes[0]
-    bins, indices, copies = [], [], 1
-    for k, (times_ms, channels) in enumerate(events):
-        sample_bins, sample_indices, sample_copies = split_repeats(
-            times_ms, channels, duration_ms, workload.dt_ms, n_in)
-        bins.append(sample_bins + k * steps)
-        indices.append(sample_indices)
-        copies = max(copies, sample_copies)
-    source = b.SpikeGeneratorGroup(n_in * copies, np.concatenate(indices),
-                                   np.concatenate(bins) * dt, dt=dt)
+    bins, indices, copies = back_to_back(events, duration_ms, workload)
+    source = b.SpikeGeneratorGroup(workload.sizes[0] * copies, indices, bins * dt, dt=dt)
     layers, objects = [], [source]
     weights = init_peer_weights(workload, np.random.default_rng(seed))
     tau = workload.tau_mp_ms * b.ms
