@@ -25,6 +25,11 @@ from spikeviz.train.tasks import make_task
 TEST_SEED_OFFSET = 2**31
 
 
+#: A neuron's sum of squared weights is about 1 at initialization (eq. (10)) and the regularizer
+#: (13) holds hidden ones near it; ten thousand times that is an explosion, not learning.
+EXPLODED_SUM_SQ = 1e4
+
+
 class DivergenceError(SpikevizError):
     """Training went wrong: NaN or infinite values, exploding firing, or a dead layer."""
 
@@ -231,6 +236,14 @@ class Trainer:
                     f"layer {layer} has NaN or infinite weights or thresholds after "
                     f"{self.position} samples of epoch {self.epoch + 1}: lower eta_w "
                     f"(now {self.hyper.eta_w:g}) or lam (now {self.config.lam})"
+                )
+            sum_sq = state.scale[a:b].astype(np.float64) ** 2 * state.sum_sq[a:b]
+            if sum_sq.max() > EXPLODED_SUM_SQ:
+                raise DivergenceError(
+                    f"the weights of layer {layer} exploded: neuron {int(np.argmax(sum_sq))} has a "
+                    f"sum of squared weights of {sum_sq.max():.3g} (about 1 at initialization, "
+                    f"eq. (10)) after {self.position} samples of epoch {self.epoch + 1}: lower "
+                    f"eta_w (now {self.hyper.eta_w:g}) or raise lam (now {self.config.lam})"
                 )
         stats = self.firing_statistics()
         max_rate = 1000.0 / max(self.config.t_ref_ms, 0.1)  # spikes/s a refractory neuron allows

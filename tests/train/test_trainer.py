@@ -125,7 +125,7 @@ def test_exploding_learning_rates_are_caught(digits):
     trainer = Trainer(small_config(optimizer="sgd", eta_w=1.0, eta_th=0.0, rho=0.0, lam=0.0,
                                     train_samples=300),
                       digits)
-    with pytest.raises(DivergenceError):
+    with pytest.raises(DivergenceError, match="weights of layer 0 exploded.*lower eta_w"):
         trainer.train_epoch()
         trainer.finish_epoch()
 
