@@ -406,14 +406,23 @@ def plot_groups(names, over="seed"):
 
 
 def plot_results(rows, names, metric, path, random=False, over="seed"):
-    """``metric`` against ``names[0]``, one line per combination of the others; a swept ``over``
-    setting (the seed) is averaged: the mean, with bars from the lowest to the highest value.
-    False if no matplotlib (the sweep still writes its table)."""
+    """Save :func:`results_figure` to ``path``; False if no matplotlib (the sweep still writes
+    its table)."""
     try:
-        from matplotlib.figure import Figure
+        figure = results_figure(rows, names, metric, random, over)
     except ImportError:
         print("matplotlib is not installed: no plot (the table is in results.csv)", flush=True)
         return False
+    figure.savefig(path, dpi=120)
+    return True
+
+
+def results_figure(rows, names, metric, random=False, over="seed"):
+    """A matplotlib figure of ``metric`` against ``names[0]``, one line per combination of the
+    others; a swept ``over`` setting (the seed) is averaged: the mean, with bars from the lowest
+    to the highest value.  Raises ImportError without matplotlib."""
+    from matplotlib.figure import Figure
+
     x_name, others = plot_groups(names, over)
     points = aggregate(rows, x_name, metric, others, over)
     xs = sorted({p["x"] for p in points}, key=value_key)
@@ -440,8 +449,7 @@ def plot_results(rows, names, metric, path, random=False, over="seed"):
     axes.grid(alpha=0.3)
     if len(lines) > 1 or (lines and next(iter(lines)) != ()):
         axes.legend(fontsize="small")
-    figure.savefig(path, dpi=120)
-    return True
+    return figure
 
 
 def run_sweep(grid, base_config=None, data_spec=None, out="sweep", scheduler=None,

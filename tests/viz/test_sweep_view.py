@@ -13,7 +13,8 @@ from spikeviz.config import Config
 from spikeviz.data import load_mnist
 from spikeviz.errors import DataError
 from spikeviz.sweep import (aggregate, best_by, find_sweeps, load_sweep, plot_results,
-                            read_metrics, run_sweep, trial_checkpoint, trial_dir)
+                            read_metrics, results_figure, run_sweep, trial_checkpoint,
+                            trial_dir)
 from spikeviz.viz.app import TrainingApp
 from spikeviz.viz.sweep_view import SweepView, table_columns
 
@@ -116,6 +117,20 @@ def test_seeds_are_averaged_per_point_and_failed_trials_left_out():
 
 def test_the_sweep_plot_averages_over_seeds(made, tmp_path):
     sweep = load_sweep(made / "good")
+    axes = results_figure(sweep.rows, sweep.names, "test_accuracy").axes[0]
+    (bars,) = axes.containers  # one line (kappa on x, seeds averaged), with min-max bars
+    line, _, (segments,) = bars
+    assert list(line.get_xdata()) == [-0.4, -0.2]
+    for kappa, mean, (low, high) in zip(line.get_xdata(), line.get_ydata(),
+                                        segments.get_segments()):
+        values = [float(r["test_accuracy"]) for r in sweep.rows
+                  if float(r["kappa_hidden"]) == kappa]
+        assert mean == pytest.approx(sum(values) / len(values))
+        assert (low[1], high[1]) == (pytest.approx(min(values)), pytest.approx(max(values)))
+    assert axes.get_ylabel() == "test_accuracy (mean of 2 seeds, min to max)"
+    # seeds on the x axis: nothing to average, one point per trial
+    per_seed = results_figure(sweep.rows, ["seed", "kappa_hidden"], "test_accuracy").axes[0]
+    assert len(per_seed.containers) == 2 and per_seed.get_ylabel() == "test_accuracy"
     path = tmp_path / "plot.png"
     assert plot_results(sweep.rows, sweep.names, "test_accuracy", path)
     assert path.stat().st_size > 1000
