@@ -318,7 +318,6 @@ def cmd_sweep(args):
 
 
 def cmd_evaluate(args):
-    from spikeviz.engine import make_dynamics
     from spikeviz.engine.batch import infer_samples
     from spikeviz.train.tasks import make_task
     from spikeviz.train.trainer import TEST_SEED_OFFSET, Trainer, predictions
@@ -330,8 +329,7 @@ def cmd_evaluate(args):
         raise SpikevizError(f"{args.checkpoint} takes {network.sizes[0]} inputs but the data has "
                             f"{task.n_inputs}: it was trained on other data")
     n = min(len(task.test_labels), args.test_samples or len(task.test_labels))
-    dynamics = make_dynamics(tau_mp_ms=config.tau_mp_ms, t_ref_ms=config.t_ref_ms,
-                             w_dyn0=config.w_dyn0, gamma=config.gamma)
+    dynamics = config.dynamics()
     start = time.perf_counter()
     with tqdm(total=n, unit="sample", desc="test") as bar:
         counts = infer_samples(network, n, task.test_sample, kappas=config.kappas(),

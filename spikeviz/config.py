@@ -123,6 +123,14 @@ class Config(param.Parameterized):
         deeper = list(self.kappa_deeper) + [0.0] * (len(self.hidden) - 1 - len(self.kappa_deeper))
         return [self.kappa_hidden, *deeper[: len(self.hidden) - 1], self.kappa_output]
 
+    def dynamics(self, rho=0.0):
+        """The engine's neuron dynamics under these settings (``kernels.Dynamics``).  ``rho``
+        is the caller's: training decays it per epoch (:meth:`learning_rates`), inference uses 0."""
+        from spikeviz.engine import make_dynamics  # here: the engine loads numba
+
+        return make_dynamics(tau_mp_ms=self.tau_mp_ms, t_ref_ms=self.t_ref_ms, w_dyn0=self.w_dyn0,
+                             gamma=self.gamma, rho=rho, weight_boost=self.weight_boost)
+
     def learning_rates(self, epoch):
         """(eta_w, eta_th, rho) in ``epoch`` (0-based), after the per-epoch decay."""
         decay = math.exp(-epoch / self.lr_decay_epochs)

@@ -21,18 +21,8 @@ __all__ = [
     "drive_events", "encode_digit", "layer_name", "most_active_hidden", "next_event",
     "potential_curve", "rasterize_strokes", "record_sample", "simulated_rates",
     "single_neuron_run",
-    "snapshot_network", "story",
+    "story",
 ]
-
-
-def snapshot_network(network, scale=None):
-    """An independent copy of ``network`` with the per-neuron weight ``scale`` of a training
-    simulator folded into its weights (real weight = stored weight * scale)."""
-    weights = [w.copy() for w in network.weights]
-    if scale is not None:
-        starts = network.neuron_start
-        weights = [w * scale[a:b] for w, a, b in zip(weights, starts[:-1], starts[1:])]
-    return Network(weights, network.thresholds, network.threshold_floors)
 
 
 def encode_digit(image, duration_ms, seed, rate_hz=5000.0):

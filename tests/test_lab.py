@@ -136,16 +136,6 @@ def test_record_sample_grows_its_buffers_for_a_busy_sample():
                           watch=[])
 
 
-def test_snapshot_folds_the_training_scale_and_is_independent():
-    network = init_network((6, 4, 2), np.random.default_rng(0))
-    scale = np.linspace(0.5, 1.0, 6).astype(np.float32)
-    copy = lab.snapshot_network(network, scale)
-    np.testing.assert_allclose(copy.weights[0], network.weights[0] * scale[:4])
-    np.testing.assert_allclose(copy.weights[1], network.weights[1] * scale[4:])
-    copy.weights[0][:] = 0
-    assert network.weights[0].any()
-
-
 def test_a_drawn_stroke_becomes_a_centered_mnist_like_image():
     # a vertical stroke at the left edge, from y = 4 to 24 (y up)
     image = lab.rasterize_strokes([[3.0, 3.0]], [[4.0, 24.0]])

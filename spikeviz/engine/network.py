@@ -44,7 +44,8 @@ class Network:
         ]
         if threshold_floors is None:
             threshold_floors = [0.0] * len(weights)
-        self.threshold_floors = np.asarray(threshold_floors, dtype=FLOAT).reshape(len(weights))
+        # a copy: a view would let the caller's floors (e.g. a training run's) change this network
+        self.threshold_floors = np.array(threshold_floors, dtype=FLOAT).reshape(len(weights))
 
     @property
     def sizes(self):
@@ -52,7 +53,21 @@ class Network:
         return (self.weights[0].shape[0], *(w.shape[1] for w in self.weights))
 
     def copy(self):
+        """An independent copy: weights, thresholds and floors."""
         return Network(self.weights, self.thresholds, self.threshold_floors)
+
+    def scaled(self, scale):
+        """An independent copy with a per-neuron weight ``scale`` folded into the weights.
+
+        Parameters
+        ----------
+        scale : (total neurons,) array, in ``neuron_start`` order: the training simulator's
+            factor on each neuron's incoming weights (real weight = stored weight * scale)
+        """
+        scale = np.asarray(scale, dtype=FLOAT)
+        bounds = zip(self.neuron_start[:-1], self.neuron_start[1:])
+        weights = [w * scale[a:b] for w, (a, b) in zip(self.weights, bounds)]
+        return Network(weights, self.thresholds, self.threshold_floors)
 
 
 def _check_shapes(weights, thresholds):

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from spikeviz.engine import Simulator, check_kappas, init_network, make_dynamics
+from spikeviz.engine import Simulator, check_kappas, init_network
 from spikeviz.engine.batch import infer_samples
 from spikeviz.errors import ConfigError, SpikevizError
 from spikeviz.train import backprop
@@ -101,8 +101,7 @@ class Trainer:
         self.kappas = check_kappas(c.kappas(), len(c.hidden) + 1)
         self.task.update()
         self.duration_ms = float(c.duration_ms(self.epoch))
-        self.dynamics = make_dynamics(tau_mp_ms=c.tau_mp_ms, t_ref_ms=c.t_ref_ms, w_dyn0=c.w_dyn0,
-                                      gamma=c.gamma, rho=rho, weight_boost=c.weight_boost)
+        self.dynamics = c.dynamics(rho)
         self.hyper = backprop.Hyper(
             eta_w=eta_w, eta_th=eta_th, sigma=c.sigma, gamma=c.gamma, lam=c.lam, beta=c.beta,
             use_counts=c.trace == "counts", all_outputs=c.output_error == "all",
@@ -338,10 +337,10 @@ class Trainer:
         weights, thresholds = [], []
         for layer in range(len(nstarts) - 1):
             n = nstarts[layer + 1] - nstarts[layer]
-            block = arrays["weights"][starts[layer]:starts[layer + 1]].reshape(-1, n)
-            weights.append(block * arrays["scale"][nstarts[layer]:nstarts[layer + 1]])
+            weights.append(arrays["weights"][starts[layer]:starts[layer + 1]].reshape(-1, n))
             thresholds.append(arrays["thresholds"][nstarts[layer]:nstarts[layer + 1]])
-        return Network(weights, thresholds, arrays["threshold_floors"]), config, meta
+        stored = Network(weights, thresholds, arrays["threshold_floors"])
+        return stored.scaled(arrays["scale"]), config, meta
 
 
 def _jsonable(values):

@@ -46,7 +46,7 @@ def training_run_network(app):
     between two samples (under the app's lock; its kappas and dynamics are in ``app.config``)."""
     with app._lock:  # only read here: the worker holds it while it changes the network
         trainer = app.trainer
-        return lab.snapshot_network(trainer.network, trainer.sim.state.scale)
+        return trainer.network.scaled(trainer.sim.state.scale)
 
 
 def train_and_lab(app, neuron_lab=None):
@@ -415,8 +415,7 @@ class NeuronLab(pn.viewable.Viewer):
         """Settings from the config; the given network or a fresh one."""
         c = self.config
         self.kappas = np.asarray(c.kappas(), dtype=float)
-        self.dynamics = make_dynamics(tau_mp_ms=c.tau_mp_ms, t_ref_ms=c.t_ref_ms,
-                                      w_dyn0=c.w_dyn0, gamma=c.gamma)
+        self.dynamics = c.dynamics()
         if network is None:
             sizes = (self.data.test_images[0].size, *c.hidden, 10)
             network = init_network(sizes, np.random.default_rng(c.seed), alpha=c.alpha,

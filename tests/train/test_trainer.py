@@ -93,6 +93,22 @@ def test_a_setting_changed_mid_run_takes_effect_at_the_next_sample(digits):
     assert trainer.hyper.eta_w == 0.0005
 
 
+def test_the_neuron_dynamics_come_from_the_config_and_rho_from_its_schedule(digits):
+    config = small_config(tau_mp_ms=30.0, t_ref_ms=2.0, w_dyn0=0.1, gamma=0.8, rho=1e-4,
+                          weight_boost=0.5, lr_decay_epochs=2.0)
+    trainer = Trainer(config, digits)
+    trainer.train_sample()
+    expected = dict(tau_mp_ms=30.0, t_ref_ms=2.0, w_dyn0=0.1, gamma=0.8, rho=1e-4,
+                    weight_boost=0.5)
+    assert trainer.dynamics._asdict() == pytest.approx(expected)
+    assert config.dynamics()._asdict() == pytest.approx({**expected, "rho": 0.0})  # inference
+    trainer.epoch = 1
+    config.gamma = 0.6  # mid-run: taken up at the next sample, rho decayed with the epoch
+    trainer.train_sample()
+    assert trainer.dynamics.gamma == pytest.approx(0.6)
+    assert trainer.dynamics.rho == pytest.approx(1e-4 * np.exp(-0.5))
+
+
 def test_the_method_decisions_are_config_options_read_at_the_next_sample(digits):
     config = small_config()
     trainer = Trainer(config, digits)
