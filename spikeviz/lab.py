@@ -15,21 +15,29 @@ from spikeviz.encode import Events, PoissonEncoder
 from spikeviz.engine import Network, Simulator, check_kappas
 from spikeviz.engine.network import DETAIL_ROWS
 from spikeviz.errors import ConfigError
+from spikeviz.train.tasks import pixel_permutation
 
 __all__ = [
     "MECHANISMS", "LabTrace", "NeuronMoment", "analytic_rate_hz", "describe_event",
-    "drive_events", "encode_digit", "layer_name", "most_active_hidden", "next_event",
-    "potential_curve", "rasterize_strokes", "record_sample", "simulated_rates",
-    "single_neuron_run",
-    "story",
+    "digit_encoder", "drive_events", "encode_digit", "layer_name", "most_active_hidden",
+    "next_event", "potential_curve", "rasterize_strokes", "record_sample", "simulated_rates",
+    "single_neuron_run", "story",
 ]
 
 
-def encode_digit(image, duration_ms, seed, rate_hz=5000.0):
-    """The Poisson events of one image, as training and evaluation present it (Sec. 6)."""
+def digit_encoder(config, n_pixels):
+    """The encoder that presents images in training under ``config``, as it is now: its input
+    rate ``rate_hz`` and, for PI-MNIST, its pixel permutation."""
+    return PoissonEncoder(n_pixels, rate_hz=config.rate_hz,
+                          permutation=pixel_permutation(config, n_pixels))
+
+
+def encode_digit(image, duration_ms, seed, encoder=None):
+    """The Poisson events of one image, drawn by ``encoder`` (default: 5,000 events/s, pixels
+    in order) from the generator of ``seed`` (Sec. 6)."""
     image = np.asarray(image)
-    return PoissonEncoder(image.size, rate_hz=rate_hz).encode(
-        image, duration_ms, np.random.default_rng(seed))
+    encoder = encoder or PoissonEncoder(image.size)
+    return encoder.encode(image, duration_ms, np.random.default_rng(seed))
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,8 @@ class LabTrace:
         engine's order: ``t_ms``, ``watch`` (index into ``watch``), ``peak``, ``end`` and the
         fields of :class:`spikeviz.engine.kernels.Detail` (``event``, ``before``, ...)
     spikes : dict of (S,) arrays ``t_ms``, ``layer``, ``neuron``, ``event``
+    pixels : (n_inputs,) int, the image pixel that feeds each input channel (the inverse of the
+        encoder's permutation); None: pixel c feeds channel c
     """
 
     events: Events
@@ -60,10 +70,16 @@ class LabTrace:
     thresholds: np.ndarray
     rows: dict
     spikes: dict
+    pixels: np.ndarray = None
 
     @property
     def n_events(self):
         return int(self.events.times_ms.size)
+
+    def event_pixels(self, events):
+        """The image pixels (row-major indices) that sent input events ``events`` (indices)."""
+        channels = self.events.channels[events]
+        return channels if self.pixels is None else self.pixels[channels]
 
     def name(self, w):
         layer, neuron = self.watch[w]
@@ -104,7 +120,7 @@ def most_active_hidden(network, events, duration_ms, *, kappas, dynamics, count=
     return [(0, int(n)) for n in order]
 
 
-def record_sample(network, events, duration_ms, *, kappas, dynamics, watch):
+def record_sample(network, events, duration_ms, *, kappas, dynamics, watch, permutation=None):
     """Run ``events`` through a copy of ``network`` with the engine's detailed recording.
 
     Parameters
@@ -115,6 +131,8 @@ def record_sample(network, events, duration_ms, *, kappas, dynamics, watch):
     kappas : sequence of float, one per layer
     dynamics : kernels.Dynamics; its rho is set to 0 (no threshold regularization)
     watch : sequence of (layer, neuron) pairs
+    permutation : (n_inputs,) int, optional: the encoder's (pixel p feeds channel
+        ``permutation[p]``), for the trace's :meth:`LabTrace.event_pixels`
 
     Returns
     -------
@@ -145,7 +163,8 @@ def record_sample(network, events, duration_ms, *, kappas, dynamics, watch):
     thresholds = np.array([network.thresholds[layer][n] for layer, n in watch])
     return LabTrace(events=events, duration_ms=float(duration_ms), sizes=network.sizes,
                     kappas=kappas, dynamics=dynamics, watch=watch, thresholds=thresholds,
-                    rows=rows, spikes=spikes)
+                    rows=rows, spikes=spikes,
+                    pixels=None if permutation is None else np.argsort(permutation))
 
 
 @dataclass(frozen=True)

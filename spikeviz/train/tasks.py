@@ -19,6 +19,14 @@ from spikeviz.errors import ConfigError
 PERMUTATION_STREAM = 7  # the pixel permutation comes from default_rng([seed, 7])
 
 
+def pixel_permutation(config, n_pixels):
+    """(n_pixels,) int: the input channel of each pixel in PI-MNIST, fixed by ``config.seed``;
+    None when ``config.permute_pixels`` is off (pixel p feeds channel p)."""
+    if not config.permute_pixels:
+        return None
+    return np.random.default_rng([config.seed, PERMUTATION_STREAM]).permutation(n_pixels)
+
+
 def make_task(config, data):
     """The task for ``data`` (MNIST or NMNIST) under ``config``."""
     if isinstance(data, MNIST):
@@ -51,10 +59,7 @@ class ImageTask(_Task):
     def __init__(self, config, data):
         super().__init__(config, data)
         self.n_inputs = int(np.prod(data.train_images.shape[1:]))
-        self.permutation = None
-        if config.permute_pixels:
-            rng = np.random.default_rng([config.seed, PERMUTATION_STREAM])
-            self.permutation = rng.permutation(self.n_inputs)
+        self.permutation = pixel_permutation(config, self.n_inputs)
         self.update()
 
     def update(self):

@@ -66,9 +66,10 @@ def _figure(title, width, height, **kwargs):
 # --- network-mode plots: arrays in, figures and columns out ---
 
 
-def _pixel_xy(channels, width=28):
-    channels = np.asarray(channels)
-    return channels % width, width - 1 - channels // width
+def _pixel_xy(pixels, width=28):
+    """Plot coordinates (x right, y up) of row-major pixel indices."""
+    pixels = np.asarray(pixels)
+    return pixels % width, width - 1 - pixels // width
 
 
 def input_figure(image):
@@ -106,13 +107,13 @@ def draw_figure():
 
 def input_data(trace, event):
     """Columns of ``lab-events`` (recent events, alpha by age) and ``lab-event`` (the current)."""
-    times, channels = trace.events.times_ms, trace.events.channels
+    times = trace.events.times_ms
     t_now = times[event]
     recent = np.flatnonzero((times <= t_now) & (times > t_now - INPUT_MEMORY_MS))
     recent = recent[recent <= event]
-    x, y = _pixel_xy(channels[recent])
+    x, y = _pixel_xy(trace.event_pixels(recent))  # a permuted input shows at its own pixel
     alpha = 1.0 - (t_now - times[recent]) / INPUT_MEMORY_MS
-    cx, cy = _pixel_xy(channels[event:event + 1])
+    cx, cy = _pixel_xy(trace.event_pixels([event]))
     return ({"x": x.tolist(), "y": y.tolist(), "alpha": np.clip(alpha, 0.1, 1).tolist()},
             {"x": cx.tolist(), "y": cy.tolist()})
 
@@ -376,7 +377,7 @@ class NeuronLab(pn.viewable.Viewer):
     checkpoint = param.String(default="runs/app/last.npz", doc="checkpoint of `spikeviz train`")
     sample = param.Integer(default=0, bounds=(0, None), doc="index of the test digit")
     duration_ms = param.Number(default=60.0, bounds=(5.0, 1000.0),
-                               doc="presentation length (ms); 5,000 input events per second")
+                               doc="presentation length (ms), at the config's input rate")
     hidden = param.String(default="auto", doc="hidden neurons to watch, e.g. '3, 17, 42'; "
                                                "auto: the 4 that fire most on this digit")
     seed = param.Integer(default=0, bounds=(0, None), doc="seed of the digit's input events")
@@ -462,10 +463,12 @@ class NeuronLab(pn.viewable.Viewer):
             raise ConfigError(f"this network takes {self.network.sizes[0]} inputs, but the lab "
                               f"presents {image.size}-pixel digits: use a network trained on MNIST")
         common = dict(kappas=self.kappas, dynamics=self.dynamics)
-        events = lab.encode_digit(image, self.duration_ms, self.seed)
+        encoder = lab.digit_encoder(self.config, image.size)  # the training run's rate, pixels
+        events = lab.encode_digit(image, self.duration_ms, self.seed, encoder)
         outputs = [(len(self.network.weights) - 1, n) for n in range(self.network.sizes[-1])]
         watch = self._hidden_watch(events, common) + outputs
-        return lab.record_sample(self.network, events, self.duration_ms, watch=watch, **common)
+        return lab.record_sample(self.network, events, self.duration_ms, watch=watch,
+                                 permutation=encoder.permutation, **common)
 
     def _rewind(self):
         """The player's range to the new trace's events, and back to the first one."""

@@ -8,6 +8,7 @@ from spikeviz import lab
 from spikeviz.config import Config
 from spikeviz.data import load_mnist
 from spikeviz.engine import Simulator, make_dynamics
+from spikeviz.train.tasks import ImageTask
 from spikeviz.train.trainer import Trainer
 from spikeviz.viz.app import TrainingApp
 from spikeviz.viz.lab import SPEEDS, NeuronLab, SingleNeuronLab, train_and_lab
@@ -39,6 +40,27 @@ def test_a_digit_is_loaded_and_shown_at_its_first_event(neuron_lab):
     assert len(source(neuron_lab, "lab-output-curves").data["xs"]) == 10
     assert source(neuron_lab, "lab-event").data["x"] == [int(trace.events.channels[0]) % 28]
     assert "Event 1 of" in neuron_lab._story.object
+
+
+def test_digits_are_presented_as_in_training_permuted_pixels_and_rate(data):
+    """A PI-MNIST run's lab gets the run's permuted channels at its input rate, and draws each
+    event on the pixel that sent it."""
+    config = Config(hidden=[40], permute_pixels=True, rate_hz=2000.0, seed=3)
+    neuron_lab = NeuronLab(data=data, config=config, duration_ms=40.0, seed=5)
+    image = data.test_images[0]
+    training = ImageTask(config, data).encoder.encode(image, 40.0, np.random.default_rng(5))
+    events = neuron_lab.trace.events
+    np.testing.assert_array_equal(events.channels, training.channels)
+    np.testing.assert_array_equal(events.times_ms, training.times_ms)
+    assert not np.array_equal(events.channels, lab.encode_digit(image, 40.0, 5).channels)
+    neuron_lab.event = neuron_lab.trace.n_events - 1
+    lit = np.flipud(image.reshape(28, 28)) > 0  # (y, x), y up, as drawn
+    for name in ("lab-events", "lab-event"):
+        points = source(neuron_lab, name).data
+        assert points["x"] and lit[points["y"], points["x"]].all(), name
+    config.rate_hz = 1000.0  # changed mid-run: the next digit takes it up
+    neuron_lab.load_digit()
+    assert neuron_lab.trace.n_events < 0.7 * events.times_ms.size
 
 
 def test_stepping_and_scrubbing_move_every_view(neuron_lab):
