@@ -11,9 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.peers import brian2_peer, norse_peer, report, snntorch_peer, spikingjelly_peer
+from benchmarks.peers import (
+    brian2_peer, measure, norse_peer, report, snntorch_peer, spikeviz_peer, spikingjelly_peer,
+)
 from benchmarks.peers.workload import (
-    WORKLOAD, dense_bins, init_peer_weights, n_steps, pack_events, split_repeats, unpack_events,
+    WORKLOAD, dense_bins, init_peer_weights, lateral_updates, mean_events, n_steps,
+    neuron_agreement, pack_events, reference_neuron, split_repeats, synaptic_events,
+    unpack_events,
 )
 from spikeviz.config import Config
 
@@ -54,6 +58,8 @@ def test_torch_peers_simulate_the_workload(peer):
     else:
         assert settings["input_scale"] == 1.0
     assert settings["threshold"] == 1.0 and settings["reset"] == "subtract"
+    if peer is snntorch_peer:  # Leaky's default subtracts the threshold one step late
+        assert settings["reset_delay"] is False
     assert {"refractory", "wta", "event_driven"} <= set(peer.LIMITS)
 
 
@@ -177,13 +183,121 @@ def test_numbers_in_tables():
     assert report.number(None) == "-"
 
 
-def test_figure_of_merit_against_the_machine():
-    merit = report.figure_of_merit(fake_results(), {"memory_bandwidth_gb_s": 20.0,
-                                                    "float32_gflops_one_core": 100.0}, WORKLOAD)
-    assert merit["synaptic_updates_per_s_one_core"] == 500e6
+def test_figure_of_merit_counts_wta_and_uses_the_row_gather_bound():
+    machine = {"memory_bandwidth_gb_s": 20.0, "float32_gflops_one_core": 100.0,
+               "row_gather_updates_per_s": 2e9}
+    merit = report.figure_of_merit(fake_results(), machine, WORKLOAD)
+    wta = 500.0 * 10.0 * 799  # samples/s x hidden spikes x the other hidden neurons
+    assert merit["of_which_wta_updates_per_s"] == wta
+    updates = 500e6 + wta
+    assert merit["synaptic_updates_per_s_one_core"] == updates
     assert merit["bandwidth_bound_updates_per_s"] == 5e9  # 4 bytes a weight
-    assert merit["fraction_of_bandwidth_bound"] == 0.1
-    assert merit["fraction_of_vector_bound"] == 0.02
+    assert merit["fraction_of_row_gather_bound"] == round(updates / 2e9, 3)
+    assert merit["fraction_of_vector_bound"] == round(updates / 25e9, 3)
+
+
+def test_synaptic_events_of_a_sample():
+    assert synaptic_events(250.0, 40.0, WORKLOAD.sizes) == 250 * 800 + 40 * 10
+    assert lateral_updates(40.0, WORKLOAD.sizes) == 40 * 799
+    assert mean_events([(np.zeros(3), None), (np.zeros(5), None)]) == 4.0
+
+
+def test_small_ratios_keep_their_digits():
+    assert report.ratio(1.0, 40.0) == 0.025  # one decimal would make it 0.0
+    assert report.ratio(1234.0, 10.0) == 123.0
+    assert report.ratio(1.0, 0.0) is None
+
+
+class FakeClock:
+    """perf_counter for ``measure``: only the fake runs move it."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_slope_rate_takes_out_the_fixed_cost_per_call(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(measure.time, "perf_counter", clock)
+    calls = []
+
+    def run(n):  # 0.3 s before the first sample, then 20 ms a sample
+        calls.append(n)
+        clock.now += 0.3 + 0.02 * n
+
+    result = measure.slope_rate(run, per_sample_s=0.05, seconds=6.0, available=1000)
+    assert result["samples_per_s"] == pytest.approx(50.0)
+    assert result["overhead_s"] == pytest.approx(0.3)
+    assert calls == result["samples"] and calls[0] < calls[1] and sum(calls) <= 1000
+    # a plain n / seconds over the short run would have been far too slow
+    assert calls[0] / (0.3 + 0.02 * calls[0]) < 0.7 * 50
+
+
+def test_slope_rate_stays_within_the_pool_and_says_when_it_is_too_small(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(measure.time, "perf_counter", clock)
+    calls = []
+
+    def run(n):
+        calls.append(n)
+        clock.now += 0.3 + 0.02 * n
+
+    measure.slope_rate(run, per_sample_s=0.001, seconds=6.0, available=50)
+    assert sum(calls) <= 50 and calls[0] >= 1
+    with pytest.raises(ValueError, match="2 samples left.*larger pool"):
+        measure.slope_rate(run, per_sample_s=0.001, seconds=6.0, available=2)
+
+
+def delayed_reset_neuron(currents, beta, threshold=1.0):
+    """snnTorch Leaky's default (reset_delay=True): the threshold comes off one step late."""
+    v, potentials, spikes = 0.0, [], []
+    for current in currents:
+        v = beta * v + current - threshold * (v >= threshold)
+        potentials.append(v)
+        spikes.append(float(v >= threshold))
+    return np.array(potentials), np.array(spikes)
+
+
+def test_reference_neuron_follows_the_closed_form_then_resets_at_once():
+    beta, current = math.exp(-1 / 20), 0.12
+    potentials, spikes = reference_neuron(np.full(60, current), beta)
+    first = int(np.argmax(spikes))
+    steps = np.arange(1, first + 1)
+    np.testing.assert_allclose(potentials[:first], current * (1 - beta**steps) / (1 - beta))
+    before = beta * potentials[first - 1] + current
+    assert before >= 1 and potentials[first] == pytest.approx(before - 1)
+    assert 3 <= spikes.sum() <= 8  # fires regularly: V would settle at 2.45
+
+
+def test_neuron_check_catches_a_delayed_reset_and_another_decay():
+    beta, currents = math.exp(-1 / 20), np.full(60, 0.12)
+    good = neuron_agreement(*reference_neuron(currents, beta), currents, beta)
+    assert good["ok"] and good["max_potential_error"] == 0 and good["spikes"] > 0
+    delayed = neuron_agreement(*delayed_reset_neuron(currents, beta), currents, beta)
+    assert not delayed["ok"] and delayed["max_potential_error"] > 0.5
+    euler = neuron_agreement(*reference_neuron(currents, 0.95), currents, beta)
+    assert not euler["ok"] and euler["closed_form_error"] > 1e-3
+
+
+def test_check_table_flags_a_failed_neuron():
+    results = fake_results()
+    results["snntorch"]["neuron_check"] = {"steps": 60, "spikes": 5, "ok": False,
+                                           "max_potential_error": 1.0, "same_spikes": False}
+    text = report.check_table(results)
+    assert "| snntorch | 60 | 5 | 1.0e+00 | **no** | **FAILED** |" in text
+
+
+def test_spikeviz_times_the_peers_initial_network():
+    network = spikeviz_peer.peer_network(WORKLOAD)
+    for w_spikeviz, thresholds, w_peer in zip(network.weights, network.thresholds,
+                                              init_peer_weights(WORKLOAD,
+                                                                np.random.default_rng(0))):
+        vth = WORKLOAD.alpha * math.sqrt(3 / w_peer.shape[1])  # eq. (9)
+        np.testing.assert_allclose(thresholds, vth, rtol=1e-6)
+        np.testing.assert_allclose(w_spikeviz, w_peer.T * vth, rtol=1e-6)
+        assert np.abs(w_spikeviz).max() <= math.sqrt(3 / w_peer.shape[1]) * (1 + 1e-6)
 
 
 @pytest.mark.slow
@@ -204,7 +318,8 @@ def test_quick_spikeviz_run_writes_results(tmp_path):
     assert results["ratios"] == {}  # no peer ran
     limits = results["machine_limits"]
     assert limits["memory_bandwidth_gb_s"] > 0 and limits["float32_gflops_one_core"] > 0
-    assert 0 < results["figure_of_merit"]["fraction_of_bandwidth_bound"]
+    assert 0 < results["figure_of_merit"]["fraction_of_row_gather_bound"]
+    assert limits["row_gather_updates_per_s"] > 0
     rows = results["scaling"]["hidden"] + results["scaling"]["rate_hz"]
     assert len(rows) == 11 and all(row.get("samples_per_s", 1) > 0 for row in rows)
     accuracy = results["accuracy"]["spikeviz"]

@@ -8,6 +8,8 @@ handed to each tool's own process (peak memory and start-up are then each tool's
 peers are time-stepped at dt = 1 ms and get the events as counts per 1 ms bin.  Then: spikeviz's
 training cost against the hidden size and the input rate, the machine's memory bandwidth and
 vector peak, and one epoch of MNIST by spikeviz and by snnTorch for accuracy and wall time.
+Each torch peer's neuron is first checked against the reference leaky integrator (a constant
+current, ``workload.reference_neuron``); the result is recorded as ``neuron_check``.
 
 Peers missing from the environment (``pip install -e ".[bench]"``, see docs/benchmarks.md) are
 reported as not run.  Brian2 2.9.0 needs NumPy < 2.4: ``--brian2-python`` names an interpreter
@@ -174,6 +176,9 @@ def speed_runs(args, peers, workload_path, sizes, workdir):
                                    timeout_s=sizes["timeout_s"])
         results[peer].setdefault("limits", limits_of(peer))
         log(f"{peer}: {summary_line(results[peer])}")
+        if not results[peer].get("neuron_check", {}).get("ok", True):
+            log(f"WARNING: {peer}'s neuron does not match the reference: "
+                f"{results[peer]['neuron_check']}")
     return results
 
 

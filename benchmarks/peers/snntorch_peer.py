@@ -2,6 +2,8 @@
 
 Time-stepped at dt = 1 ms: Leaky's ``mem = beta * mem + input - reset * threshold`` with
 beta = exp(-dt / tau_mp), threshold 1 and reset by subtraction, as spikeviz (gamma = 1).
+``reset_delay=False``: the threshold is subtracted in the step of the spike, as in spikeviz
+(Leaky's default subtracts it one step later, after the over-threshold V has decayed once).
 """
 
 from benchmarks.peers.workload import decay_per_step, n_steps
@@ -31,6 +33,7 @@ def settings(workload):
     return {"dt_ms": workload.dt_ms, "steps_train": n_steps(workload.train_ms, workload.dt_ms),
             "steps_infer": n_steps(workload.infer_ms, workload.dt_ms),
             "beta": decay_per_step(workload), "threshold": 1.0, "reset": "subtract",
+            "reset_delay": False,
             "input_scale": 1.0, "surrogate": "snntorch default (ATan)"}
 
 
@@ -42,7 +45,7 @@ def make_neurons(workload):
         def __init__(self):
             super().__init__()
             self.lif = snntorch.Leaky(beta=decay_per_step(workload), threshold=1.0,
-                                      reset_mechanism="subtract")
+                                      reset_mechanism="subtract", reset_delay=False)
 
         def forward(self, currents):
             mem = torch.zeros_like(currents[0])

@@ -3,8 +3,11 @@ alone, inference on one core and on all, start-up (numba cache warm or cold), ho
 grows with the hidden layer and the input rate, and one epoch on MNIST for accuracy.
 
 Event-driven: no time step; refractory dynamic weight, WTA and membrane clipping as in the paper.
-Encoding the input events is part of every spikeviz figure (the peers' conversion to dense bins
-is part of theirs).  spikeviz is imported inside the functions so that start-up is timed from the
+Training encodes its own events (the same images, encoder and rate as the pool's; encoding is
+timed with it, as the peers' conversion to dense bins is with theirs).  The forward pass and
+inference run the pool's events, the very spikes the peers get, through the peers' initial
+weights (``peer_network``), so that activity, and with it cost, starts from the same network.
+spikeviz is imported inside the functions so that start-up is timed from the
 process start.
 """
 
@@ -13,6 +16,7 @@ import time
 import numpy as np
 
 from benchmarks.peers.measure import calibrated_count, peak_rss_mb, timed_count, timed_rate
+from benchmarks.peers.workload import init_peer_weights, synaptic_events
 
 NAME = "spikeviz"
 HIDDEN_SIZES = (100, 200, 400, 800, 1600, 3000)
@@ -37,7 +41,7 @@ def as_mnist(images, labels, test_images, test_labels):
 
 
 def synaptic_row(samples_per_s, events, hidden_spikes, sizes, **extra):
-    per_sample = events * sizes[1] + hidden_spikes * sizes[2]
+    per_sample = synaptic_events(events, hidden_spikes, sizes)
     return dict(extra, samples_per_s=round(samples_per_s, 2),
                 synaptic_events_per_s=round(samples_per_s * per_sample),
                 hidden_spikes_per_sample=round(hidden_spikes, 1))
@@ -63,7 +67,6 @@ def speed(workload, pool, seconds, process_start, cold=False):
 
     ``cold``: the parent gave this process an empty ``NUMBA_CACHE_DIR`` (start-up compiles)."""
     from spikeviz.engine import Simulator, make_dynamics
-    from spikeviz.engine.batch import available_cores, infer_counts, sample_rng
     from spikeviz.train.trainer import Trainer
 
     import_s = time.time() - process_start
@@ -81,14 +84,14 @@ def speed(workload, pool, seconds, process_start, cold=False):
               "train": [synaptic_row(result["samples_per_s"], events, hidden, sizes, batch=1,
                                      seconds=result["seconds"])]}
 
-    network, encoder = trainer.network.copy(), trainer.task.encoder
+    network, kappas = peer_network(workload), trainer.kappas
     dynamics = make_dynamics(tau_mp_ms=workload.tau_mp_ms, t_ref_ms=workload.t_ref_ms)
-    sim, images = Simulator(network), pool["train_images"]
-    spikes, rng = [], np.random.default_rng(1)
+    sim, train_events = Simulator(network), pool["train_events"]
+    spikes = []
 
     def forward():
-        ev = encoder.encode(images[len(spikes) % len(images)], workload.train_ms, rng)
-        sim.run_checked(ev.times_ms, ev.channels, workload.train_ms, trainer.kappas, dynamics)
+        times, channels = train_events[len(spikes) % len(train_events)]
+        sim.run_checked(times, channels, workload.train_ms, kappas, dynamics)
         spikes.append(int(sim.counts(0).sum()))
 
     forward()
@@ -96,28 +99,57 @@ def speed(workload, pool, seconds, process_start, cold=False):
     result = timed_rate(forward, 1, seconds)
     report["forward"] = [synaptic_row(result["samples_per_s"], events, np.mean(spikes), sizes,
                                       batch=1, seconds=result["seconds"])]
-
-    infer_images = pool["infer_images"]
-    infer_spikes = []
-    for i in range(min(len(infer_images), 20)):  # hidden activity of a 1 s presentation
-        ev = encoder.encode(infer_images[i], workload.infer_ms, sample_rng(2, i))
-        sim.run_checked(ev.times_ms, ev.channels, workload.infer_ms, trainer.kappas, dynamics)
-        infer_spikes.append(int(sim.counts(0).sum()))
-    report["infer"] = []
-    for workers in sorted({1, available_cores()}):
-        def run(n, workers=workers):
-            images_n = infer_images[np.arange(n) % len(infer_images)]
-            infer_counts(network, images_n, encoder, duration_ms=workload.infer_ms,
-                         kappas=trainer.kappas, dynamics=dynamics, seed=3, workers=workers)
-        n = calibrated_count(run, 8 * workers, seconds / 3)
-        result = timed_count(run, n)
-        report["infer"].append(synaptic_row(
-            result["samples_per_s"], pool["infer_events_per_sample"], np.mean(infer_spikes),
-            sizes, batch=1, cores=workers, seconds=result["seconds"]))
+    report["infer"] = infer_rows(workload, pool, network, kappas, dynamics, seconds)
     report["settings"] = {"dt_ms": None, "event_driven": True, "refractory": "dynamic weight",
-                          "wta": list(workload.kappas), "optimizer": "adam"}
+                          "wta": list(workload.kappas), "optimizer": "adam",
+                          "forward_and_infer": "the peers' initial weights and input events"}
     report["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return report
+
+
+def peer_network(workload, seed=0):
+    """The network the peers start from (``init_peer_weights``, the same seed) in spikeviz's
+    units: weights and thresholds times the initial threshold alpha sqrt(3 / fan-in)."""
+    from spikeviz.engine.network import Network
+
+    weights, thresholds, floors = [], [], []
+    for w in init_peer_weights(workload, np.random.default_rng(seed)):
+        vth = workload.alpha * np.sqrt(3.0 / w.shape[1])
+        weights.append(w.T * vth)
+        thresholds.append(np.full(w.shape[0], vth))
+        floors.append(0.5 * vth)
+    return Network(weights, thresholds, floors)
+
+
+def infer_rows(workload, pool, network, kappas, dynamics, seconds):
+    """1 s inference on the pool's test events, on one core and on all: a warm-up call, then
+    a window of about ``seconds`` / 2 for each."""
+    from spikeviz.encode import Events
+    from spikeviz.engine import Simulator
+    from spikeviz.engine.batch import available_cores, infer_samples
+
+    events = pool["infer_events"]
+    sim, spikes = Simulator(network), []
+    for times, channels in events[:20]:  # hidden activity of a 1 s presentation
+        sim.run_checked(times, channels, workload.infer_ms, kappas, dynamics)
+        spikes.append(int(sim.counts(0).sum()))
+
+    def sample(i, rng):
+        return Events(*events[i % len(events)]), float(workload.infer_ms)
+
+    rows = []
+    for workers in sorted({1, available_cores()}):
+        def run(n, workers=workers):
+            infer_samples(network, n, sample, kappas=kappas, dynamics=dynamics, seed=3,
+                          workers=workers)
+
+        run(2 * workers)  # warm-up: threads, first calls
+        n = calibrated_count(run, 8 * workers, seconds / 2)
+        result = timed_count(run, n)
+        rows.append(synaptic_row(result["samples_per_s"], pool["infer_events_per_sample"],
+                                 np.mean(spikes), workload.sizes, batch=1, cores=workers,
+                                 seconds=result["seconds"]))
+    return rows
 
 
 def scaling(workload, pool, seconds, warmup_samples=200):
@@ -134,12 +166,11 @@ def scaling(workload, pool, seconds, warmup_samples=200):
             result, hidden = train_window(trainer, seconds)
         except DivergenceError as error:  # e.g. an output layer silent at a low input rate
             return dict(changes, error=str(error))
-        hidden_size = trainer.network.sizes[1]
         rate = trainer.config.rate_hz * workload.train_ms / 1000
+        per_sample = synaptic_events(rate, hidden, trainer.network.sizes)
         return dict(changes, samples_per_s=round(result["samples_per_s"], 1),
                     hidden_spikes_per_sample=round(hidden, 1),
-                    synaptic_events_per_s=round(result["samples_per_s"]
-                                                * (rate * hidden_size + hidden * 10)))
+                    synaptic_events_per_s=round(result["samples_per_s"] * per_sample))
 
     return {"hidden": [measure(hidden=[size]) for size in HIDDEN_SIZES],
             "rate_hz": [measure(rate_hz=rate) for rate in RATES_HZ]}

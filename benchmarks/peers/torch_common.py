@@ -17,7 +17,9 @@ import time
 import numpy as np
 
 from benchmarks.peers.measure import peak_rss_mb, timed_rate
-from benchmarks.peers.workload import dense_bins, init_peer_weights
+from benchmarks.peers.workload import (
+    dense_bins, init_peer_weights, mean_events, neuron_agreement, synaptic_events,
+)
 
 LEARNING_RATE = 5e-4  # snnTorch's tutorials' ADAM rate
 TRAIN_BATCHES = (1, 16, 64, 256)
@@ -81,10 +83,10 @@ def train_step(network, optimizer, inputs, labels):
     return float(hidden)
 
 
-def rate_row(result, batch, events_per_sample, hidden_spikes_per_sample, fan_out):
+def rate_row(result, batch, events_per_sample, hidden_spikes_per_sample, sizes):
     """One table row: samples/s and synaptic events/s (input events x hidden size + hidden
     spikes x output size, each tool's own activity)."""
-    synaptic = events_per_sample * fan_out[0] + hidden_spikes_per_sample * fan_out[1]
+    synaptic = synaptic_events(events_per_sample, hidden_spikes_per_sample, sizes)
     return {"batch": batch, "samples_per_s": round(result["samples_per_s"], 2),
             "synaptic_events_per_s": round(result["samples_per_s"] * synaptic),
             "hidden_spikes_per_sample": round(hidden_spikes_per_sample, 1),
@@ -92,7 +94,6 @@ def rate_row(result, batch, events_per_sample, hidden_spikes_per_sample, fan_out
 
 
 def train_rates(peer, workload, pool, seconds, batches):
-    fan_out = workload.sizes[1:]
     rows = []
     for batch in batches:
         import torch
@@ -108,7 +109,8 @@ def train_rates(peer, workload, pool, seconds, batches):
         step()  # warm-up (first allocations)
         spikes.clear()
         result = timed_rate(step, batch, seconds)
-        rows.append(rate_row(result, batch, pool_events(pool), float(np.mean(spikes)), fan_out))
+        rows.append(rate_row(result, batch, mean_events(pool.events), float(np.mean(spikes)),
+                             workload.sizes))
     return rows
 
 
@@ -128,13 +130,24 @@ def forward_rates(peer, workload, pool, seconds, batches):
         step()
         spikes.clear()
         result = timed_rate(step, batch, seconds)
-        rows.append(rate_row(result, batch, pool_events(pool), float(np.mean(spikes)),
-                             workload.sizes[1:]))
+        rows.append(rate_row(result, batch, mean_events(pool.events), float(np.mean(spikes)),
+                             workload.sizes))
     return rows
 
 
-def pool_events(pool):
-    return float(np.mean([len(t) for t, _ in pool.events]))
+def check_neuron(peer, workload, current=0.12, steps=60):
+    """One neuron of the peer's hidden layer driven by a constant input current, against the
+    leaky integrator it should be (``workload.reference_neuron``); recorded with every run."""
+    import torch
+
+    neurons = peer.make_neurons(workload)[0]
+    settings = peer.settings(workload)
+    currents = np.full(steps, current)
+    drive = torch.full((steps, 1, 1), current * settings["input_scale"])
+    with torch.no_grad():
+        spikes = neurons(drive)
+    return neuron_agreement(neurons.membrane[:, 0, 0].numpy(), spikes[:, 0, 0].numpy(),
+                            currents, settings["beta"], settings["threshold"])
 
 
 def startup(peer, workload, pool, process_start):
@@ -155,7 +168,8 @@ def speed(peer, workload, train_pool, infer_pool, seconds, process_start):
     peer.import_library()
     report = {"startup": startup(peer, workload, train_pool, process_start),
               "version": peer.version(), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "settings": peer.settings(workload)}
+              "threads": torch.get_num_threads(), "settings": peer.settings(workload),
+              "neuron_check": check_neuron(peer, workload)}
     report["train"] = train_rates(peer, workload, train_pool, seconds, TRAIN_BATCHES)
     best = max(report["train"], key=lambda row: row["samples_per_s"])["batch"]
     report["forward"] = forward_rates(peer, workload, train_pool, seconds, sorted({1, best}))

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from benchmarks.peers.workload import WORKLOAD, unpack_events
+from benchmarks.peers.workload import WORKLOAD, mean_events, unpack_events
 
 MODULES = {"spikeviz": "spikeviz_peer", "snntorch": "snntorch_peer",
            "spikingjelly": "spikingjelly_peer", "norse": "norse_peer", "brian2": "brian2_peer"}
@@ -29,8 +29,7 @@ def load_pool(path):
         pool[f"{split}_events"] = unpack_events(pool.pop(f"{split}_times"),
                                                 pool.pop(f"{split}_channels"),
                                                 pool.pop(f"{split}_offsets"))
-        pool[f"{split}_events_per_sample"] = float(np.mean(
-            [len(t) for t, _ in pool[f"{split}_events"]]))
+        pool[f"{split}_events_per_sample"] = mean_events(pool[f"{split}_events"])
     return pool
 
 

@@ -101,3 +101,52 @@ def pack_events(events):
 
 def unpack_events(times, channels, offsets):
     return [(times[a:b], channels[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def mean_events(events):
+    """Mean number of input events per sample of a list of (times_ms, channels)."""
+    return float(np.mean([len(times) for times, _ in events]))
+
+
+def synaptic_events(events_per_sample, hidden_spikes_per_sample, sizes):
+    """Feed-forward synaptic events of one sample: every input event reaches the hidden layer,
+    every hidden spike the output layer (each tool's own activity; the tables count these)."""
+    return events_per_sample * sizes[1] + hidden_spikes_per_sample * sizes[2]
+
+
+def lateral_updates(hidden_spikes_per_sample, sizes):
+    """WTA updates of one sample: a hidden spike inhibits the other hidden neurons (the output
+    layer's few are left out).  Only spikeviz and Brian2 do this work."""
+    return hidden_spikes_per_sample * (sizes[1] - 1)
+
+
+def reference_neuron(currents, beta, threshold=1.0):
+    """The leaky integrator every time-stepped peer should be, one step at a time:
+    V <- beta V + I; a spike when V >= threshold, then V -= threshold at once (spikeviz's reset).
+    Returns the potentials after each step's reset and the spikes, both (T,)."""
+    v, potentials, spikes = 0.0, [], []
+    for current in currents:
+        v = beta * v + current
+        spike = v >= threshold
+        v -= threshold * spike
+        potentials.append(v)
+        spikes.append(spike)
+    return np.array(potentials), np.array(spikes, dtype=float)
+
+
+def neuron_agreement(potentials, spikes, currents, beta, threshold=1.0, tolerance=1e-4):
+    """How one peer neuron driven by ``currents`` compares with ``reference_neuron``: the largest
+    potential error, spike-train equality and ``ok``; also the closed form of the first,
+    spike-free stretch, V_t = I (1 - beta^t) / (1 - beta) for a constant I, as a second check."""
+    expected_v, expected_s = reference_neuron(currents, beta, threshold)
+    potentials, spikes = np.asarray(potentials, float), np.asarray(spikes, float)
+    error = float(np.max(np.abs(potentials - expected_v)))
+    same_spikes = bool(np.array_equal(spikes, expected_s))
+    first = int(np.argmax(expected_s)) if expected_s.any() else len(currents)
+    steps = np.arange(1, first + 1)
+    closed = currents[0] * (1 - beta ** steps) / (1 - beta)
+    closed_error = float(np.max(np.abs(potentials[:first] - closed))) if first else 0.0
+    return {"steps": len(currents), "spikes": int(expected_s.sum()),
+            "max_potential_error": error, "closed_form_error": closed_error,
+            "same_spikes": same_spikes,
+            "ok": same_spikes and error <= tolerance and closed_error <= tolerance}
