@@ -18,7 +18,7 @@ from spikeviz.errors import ConfigError
 from spikeviz.train.tasks import pixel_permutation
 
 __all__ = [
-    "MECHANISMS", "LabTrace", "NeuronMoment", "analytic_rate_hz", "describe_event",
+    "MECHANISMS", "LabTrace", "NeuronMoment", "Step", "analytic_rate_hz", "describe_event",
     "digit_encoder", "drive_events", "encode_digit", "layer_name", "most_active_hidden",
     "next_event", "potential_curve", "rasterize_strokes", "record_sample", "simulated_rates",
     "single_neuron_run", "story",
@@ -168,36 +168,68 @@ def record_sample(network, events, duration_ms, *, kappas, dynamics, watch, perm
 
 
 @dataclass(frozen=True)
-class NeuronMoment:
-    """What one input event did to one watched neuron, from the engine's rows of that event
-    (one per spike that reached the neuron's layer; none when nothing reached it).
+class Step:
+    """What one arrival did to a watched neuron: the input event itself (first hidden layer) or
+    one spike of the layer below, i.e. one row of the engine's detailed recording.
 
-    Potentials are in the neuron's own units; ``threshold`` is Vth at the end of the event.
+    Each step adds up on its own: ``decayed`` = ``before`` exp(-dt / tau_mp) (1), ``peak`` =
+    max(decayed + jump, -Vth) (1); a neuron that fires first takes the inhibition of the ``rank``
+    rivals that fired before it, then its reset (2); the remaining ``inhibitions`` (4), each
+    kappa * Vth, and the clip at -Vth give ``end``, the next step's ``before``.
     """
 
-    name: str
-    reached: bool  # the event (or spikes it caused) reached the neuron's layer
-    before: float  # V before the event
-    dt_ms: float  # time since the layer's previous event
+    sender: str  # where the arrival came from: 'input 233' or 'hidden 17'
+    before: float  # V before the arrival
+    dt_ms: float  # time since the layer's previous arrival (0 after the first of an event)
     decayed: float  # V after the decay (1)
-    jump: float  # total input added, w * w_dyn summed over the rows (1)
+    jump: float  # w * w_dyn added (1)
     gain: float  # dynamic weight w_dyn (times the training scale, 1 here)
-    peak: float  # V after the input, clipped at -Vth
-    fired: bool
-    reset: float  # V right after the reset (2); NaN if it did not fire
-    inhibitions: int  # spikes of rivals in a WTA layer, each adding kappa * Vth (4)
-    kappa: float
-    end: float  # V once the event is fully processed
-    threshold: float
+    peak: float  # V after the jump, clipped at -Vth
+    rank: int  # its place in its layer's firing order on this arrival; -1: it did not fire
+    reset: float  # V right after its reset (2); NaN if it did not fire
+    inhibitions: int  # spikes of rivals in a WTA layer on this arrival (0 without WTA)
+    end: float  # V once the arrival is fully processed
+
+    @property
+    def fired(self):
+        return self.rank >= 0
+
+
+@dataclass(frozen=True)
+class NeuronMoment:
+    """What one input event did to one watched neuron: a :class:`Step` per arrival at its layer
+    (none when nothing reached it).  Potentials are in the neuron's own units."""
+
+    name: str
+    threshold: float  # Vth (constant: the lab runs without threshold regularization)
+    kappa: float  # lateral inhibition of its layer
+    steps: tuple  # of Step, in the engine's order
+    held: float  # V as its last arrival left it, shown when nothing reaches it (lazy decay)
+
+    @property
+    def reached(self):
+        return bool(self.steps)
+
+    @property
+    def before(self):
+        return self.steps[0].before if self.steps else self.held
+
+    @property
+    def end(self):
+        return self.steps[-1].end if self.steps else self.held
+
+    @property
+    def fired(self):
+        return any(step.fired for step in self.steps)
 
     @property
     def clipped(self):
-        """The clip at -Vth acted on this event (after the input, a reset or an inhibition)."""
-        return self.reached and (self.peak == -self.threshold or self.end == -self.threshold)
+        """The clip at -Vth acted on this event (after an input, a reset or an inhibition)."""
+        return any(-self.threshold in (step.peak, step.end) for step in self.steps)
 
     @property
     def refractory(self):
-        return self.reached and self.gain < 1.0
+        return any(step.gain < 1.0 for step in self.steps)
 
 
 def describe_event(trace, event):
@@ -207,36 +239,33 @@ def describe_event(trace, event):
     moments = []
     for w, (layer, _) in enumerate(trace.watch):
         mine = here[rows["watch"][here] == w]
-        if mine.size == 0:
-            moments.append(_unreached(trace, w, event))
-            continue
-        first, last = mine[0], mine[-1]
-        fired = rows["rank"][mine] >= 0
-        inhibitions = int(np.sum(rows["winners"][mine] - fired))
-        moments.append(NeuronMoment(
-            name=trace.name(w), reached=True, before=float(rows["before"][first]),
-            dt_ms=float(rows["dt_ms"][first]), decayed=float(rows["decayed"][first]),
-            jump=float(np.sum(rows["jump"][mine])), gain=float(rows["gain"][first]),
-            peak=float(rows["peak"][last]), fired=bool(fired.any()),
-            reset=float(rows["reset"][mine][fired][0]) if fired.any() else math.nan,
-            inhibitions=inhibitions if trace.kappas[layer] != 0 else 0,
-            kappa=float(trace.kappas[layer]), end=float(rows["end"][last]),
-            threshold=float(rows["threshold"][last]),
-        ))
+        kappa = float(trace.kappas[layer])
+        steps = tuple(_step(trace, layer, r) for r in mine)
+        moments.append(NeuronMoment(name=trace.name(w), threshold=float(trace.thresholds[w]),
+                                    kappa=kappa, steps=steps, held=_held(trace, w, event)))
     return moments
 
 
-def _unreached(trace, w, event):
-    """A neuron whose layer nothing reached at ``event``: V as its last row left it."""
+def _step(trace, layer, r):
+    """Row ``r`` of the trace, as a Step of a neuron of ``layer``."""
+    rows = trace.rows
+    n_layers = len(trace.sizes) - 1
+    sender = "input" if layer == 0 else layer_name(layer - 1, n_layers)
+    rank = int(rows["rank"][r])
+    rivals = int(rows["winners"][r]) - (rank >= 0)
+    return Step(
+        sender=f"{sender} {int(rows['source'][r])}", before=float(rows["before"][r]),
+        dt_ms=float(rows["dt_ms"][r]), decayed=float(rows["decayed"][r]),
+        jump=float(rows["jump"][r]), gain=float(rows["gain"][r]), peak=float(rows["peak"][r]),
+        rank=rank, reset=float(rows["reset"][r]),
+        inhibitions=rivals if trace.kappas[layer] != 0 else 0, end=float(rows["end"][r]))
+
+
+def _held(trace, w, event):
+    """V of watched neuron ``w`` as its last row before ``event`` left it (0 at the start)."""
     rows = trace.rows
     earlier = np.flatnonzero((rows["watch"] == w) & (rows["event"] < event))
-    v = float(rows["end"][earlier[-1]]) if earlier.size else 0.0
-    th = float(trace.thresholds[w])
-    layer = trace.watch[w][0]
-    return NeuronMoment(
-        name=trace.name(w), reached=False, before=v, dt_ms=0.0, decayed=v, jump=0.0, gain=1.0,
-        peak=v, fired=False, reset=math.nan, inhibitions=0, kappa=float(trace.kappas[layer]),
-        end=v, threshold=th)
+    return float(rows["end"][earlier[-1]]) if earlier.size else 0.0
 
 
 def potential_curve(trace, w, points_per_gap=6, gap_ms=0.5):
@@ -291,32 +320,44 @@ def _decay_sentences(reached, tau_mp_ms):
     """One decay (1) per layer: all its neurons share the factor; one of them as an example."""
     told, layers = [], set()
     for m in reached:
-        layer = m.name.rsplit(" ", 1)[0]
-        if m.dt_ms > 0 and m.before != 0 and layer not in layers:
+        layer, first = m.name.rsplit(" ", 1)[0], m.steps[0]
+        if first.dt_ms > 0 and first.before != 0 and layer not in layers:
             layers.add(layer)
-            factor = math.exp(-m.dt_ms / tau_mp_ms)
-            told.append(("decay", f"{layer}: {m.dt_ms:.3f} ms since the layer's last event, "
-                                  f"V x {factor:.4f} (e.g. {m.name}: {_fmt(m.before)} -> "
-                                  f"{_fmt(m.decayed)})"))
+            factor = math.exp(-first.dt_ms / tau_mp_ms)
+            told.append(("decay", f"{layer}: {first.dt_ms:.3f} ms since the layer's last event, "
+                                  f"V x {factor:.4f} (e.g. {m.name}: {_fmt(first.before)} -> "
+                                  f"{_fmt(first.decayed)})"))
     return told
 
 
 def _neuron_sentences(m):
-    """The mechanisms that acted on one reached neuron."""
-    weight = f" (w_dyn {m.gain:.2f})" if m.gain < 1 else ""
-    told = [("jump", f"{m.name}: input w * w_dyn = {_fmt(m.jump)}{weight} -> V = {_fmt(m.peak)}")]
-    if m.fired:
-        told.append(("spike", f"{m.name} reached Vth = {m.threshold:.4f}: spike, subtractive "
-                              f"reset V -= gamma * Vth -> {_fmt(m.reset)}"))
-    if m.inhibitions:
-        told.append(("inhibition", f"{m.name}: {m.inhibitions} rival spike(s) in its WTA layer, "
-                                   f"each kappa * Vth = {m.kappa:g} x {m.threshold:.4f} = "
-                                   f"{_fmt(m.kappa * m.threshold)}"))
-    if m.clipped:
-        told.append(("clip", f"{m.name}: held at -Vth = {-m.threshold:.4f} (clipping)"))
+    """The mechanisms that acted on one reached neuron, arrival by arrival."""
+    told = []
+    for step in m.steps:
+        who = f"{m.name} <- {step.sender}"
+        told += _step_sentences(m, step, who)
     if m.refractory:
-        told.append(("refractory", f"{m.name}: refractory, w_dyn = {m.gain:.3f} recovering as "
+        gain = min(step.gain for step in m.steps)
+        told.append(("refractory", f"{m.name}: refractory, w_dyn = {gain:.3f} recovering as "
                                    "(dt / T_ref)^2"))
+    return told
+
+
+def _step_sentences(m, step, who):
+    """Jump, spike, inhibition and clip of one arrival, each with its own numbers."""
+    weight = f" (w_dyn {step.gain:.2f})" if step.gain < 1 else ""
+    told = [("jump", f"{who}: V {_fmt(step.decayed)} + w * w_dyn {_fmt(step.jump)}{weight} "
+                     f"-> {_fmt(step.peak)}")]
+    if step.fired:
+        earlier = f" after {step.rank} earlier winner(s)' inhibition," if step.rank else ""
+        told.append(("spike", f"{who} reached Vth = {m.threshold:.4f}: spike,{earlier} "
+                              f"subtractive reset V -= gamma * Vth -> {_fmt(step.reset)}"))
+    if step.inhibitions:
+        told.append(("inhibition", f"{who}: {step.inhibitions} rival spike(s) in its WTA layer, "
+                                   f"each kappa * Vth = {m.kappa:g} x {m.threshold:.4f} = "
+                                   f"{_fmt(m.kappa * m.threshold)} -> V = {_fmt(step.end)}"))
+    if -m.threshold in (step.peak, step.end):
+        told.append(("clip", f"{who}: held at -Vth = {-m.threshold:.4f} (clipping)"))
     return told
 
 

@@ -74,18 +74,55 @@ def test_every_mechanism_can_be_found_and_is_told_at_its_event(digit_trace):
         lab.next_event(trace, 0, "teleport")
 
 
+def assert_adds_up(m, dynamics):
+    """Every step of a moment adds up on its own (1), (2), (4), and hands its end to the next."""
+    th, close = m.threshold, dict(rel=1e-5, abs=1e-6)
+    for step, following in zip(m.steps, m.steps[1:] + (None,)):
+        assert step.decayed == pytest.approx(
+            step.before * np.exp(-step.dt_ms / dynamics.tau_mp_ms), **close)
+        assert step.peak == pytest.approx(max(step.decayed + step.jump, -th), **close)
+        later = step.inhibitions
+        v = step.peak
+        if step.fired:  # the rivals that fired first inhibit it, then it resets
+            v = min(max(v + step.rank * m.kappa * th - dynamics.gamma * th, -th), th)
+            assert step.reset == pytest.approx(v, **close)
+            later -= step.rank
+        assert step.end == pytest.approx(max(v + later * m.kappa * th, -th), **close)
+        if following is not None:
+            assert following.before == step.end and following.dt_ms == 0
+
+
 def test_a_spike_moment_adds_up(digit_trace):
     """Before -> decay -> jump -> peak -> reset: the numbers of one spike, from the rows."""
     _, trace = digit_trace
     event = lab.next_event(trace, -1, "spike")
     fired = [m for m in lab.describe_event(trace, event) if m.fired]
     assert fired
-    m = fired[0]
-    tau = trace.dynamics.tau_mp_ms
-    assert m.decayed == pytest.approx(m.before * np.exp(-m.dt_ms / tau), rel=1e-5, abs=1e-7)
-    assert m.peak == pytest.approx(max(m.decayed + m.jump, -m.threshold), rel=1e-5)
-    assert m.peak >= m.threshold
-    assert m.reset == pytest.approx(m.peak - m.threshold, rel=1e-5, abs=1e-7)  # gamma = 1
+    step = fired[0].steps[0]
+    assert step.peak >= fired[0].threshold and step.dt_ms > 0 and step.sender.startswith("input")
+    assert_adds_up(fired[0], trace.dynamics)
+
+
+def test_the_numbers_add_up_when_several_spikes_reach_a_layer_in_one_event():
+    """An output neuron that receives three hidden spikes on one event has three steps, each
+    with its own jump, peak and end; the story tells each, the table lists each."""
+    rng = np.random.default_rng(4)
+    network = busy_network(rng, (20, 15, 5))
+    watch = [(0, n) for n in range(15)] + [(1, n) for n in range(5)]
+    trace = lab.record_sample(network, random_events(rng, 20, 200, 40.0), 40.0, kappas=KAPPAS,
+                              dynamics=make_dynamics(gamma=0.8), watch=watch)
+    several = 0
+    for event in range(trace.n_events):
+        for m in lab.describe_event(trace, event):
+            assert_adds_up(m, trace.dynamics)
+            if len(m.steps) > 1:
+                several += 1
+                told = [text for kind, text in lab.story(trace, event) if kind == "jump"
+                        and text.startswith(f"{m.name} <- hidden")]
+                assert len(told) == len(m.steps)
+                for text, step in zip(told, m.steps):
+                    assert f"{step.peak:+.4f}" in text and step.sender in text
+    assert several > 20
 
 
 def test_inhibition_is_proportional_to_the_rivals_threshold(digit_trace):
@@ -93,11 +130,10 @@ def test_inhibition_is_proportional_to_the_rivals_threshold(digit_trace):
     event = lab.next_event(trace, -1, "output")
     moments = lab.describe_event(trace, event)
     rivals = [m for m in moments if m.name.startswith("output") and not m.fired and m.reached]
-    assert rivals and all(m.inhibitions >= 1 for m in rivals)
+    assert rivals and all(sum(s.inhibitions for s in m.steps) >= 1 for m in rivals)
     for m in rivals:
-        expected = max(m.peak + m.inhibitions * m.kappa * m.threshold, -m.threshold)
-        assert m.end == pytest.approx(expected, rel=1e-5, abs=1e-6)
-        assert m.clipped == (m.end == -m.threshold)
+        assert_adds_up(m, trace.dynamics)  # each hit is kappa * the neuron's own Vth
+        assert m.clipped == (min(min(s.peak, s.end) for s in m.steps) <= -m.threshold)
 
 
 def test_output_counts_build_up_to_the_decision(digit_trace):

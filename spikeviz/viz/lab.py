@@ -201,18 +201,20 @@ def story_markdown(trace, event, label=None):
 
 
 def _step_table(moments):
-    rows = ["| neuron | V before | after decay | + w * w_dyn | peak | spike: reset to | "
-            "WTA hits | V end | Vth |", "|---|---|---|---|---|---|---|---|---|"]
+    """One line per arrival at a watched neuron (an output neuron may receive several hidden
+    spikes on one event): each line adds up on its own."""
+    rows = ["| neuron | from | V before | after decay | + w * w_dyn | peak | spike: reset to | "
+            "WTA hits | V end | Vth |", "|---|---|---|---|---|---|---|---|---|---|"]
     for m in moments:
         if not m.reached:
-            rows.append(f"| {m.name} | {m.end:+.3f} | not reached | | | | | {m.end:+.3f} | "
+            rows.append(f"| {m.name} | not reached | {m.end:+.3f} | | | | | | {m.end:+.3f} | "
                         f"{m.threshold:.3f} |")
-            continue
-        reset = f"{m.reset:+.3f}" if m.fired else ""
-        gain = f" ({m.gain:.2f})" if m.gain < 1 else ""
-        rows.append(f"| {m.name} | {m.before:+.3f} | {m.decayed:+.3f} | {m.jump:+.3f}{gain} | "
-                    f"{m.peak:+.3f} | {reset} | {m.inhibitions or ''} | {m.end:+.3f} | "
-                    f"{m.threshold:.3f} |")
+        for step in m.steps:
+            reset = f"{step.reset:+.3f}" if step.fired else ""
+            gain = f" ({step.gain:.2f})" if step.gain < 1 else ""
+            rows.append(f"| {m.name} | {step.sender} | {step.before:+.3f} | {step.decayed:+.3f} | "
+                        f"{step.jump:+.3f}{gain} | {step.peak:+.3f} | {reset} | "
+                        f"{step.inhibitions or ''} | {step.end:+.3f} | {m.threshold:.3f} |")
     return "\n".join(rows)
 
 
