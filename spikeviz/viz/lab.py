@@ -367,8 +367,9 @@ class NeuronLab(pn.viewable.Viewer):
     Parameters
     ----------
     data : MNIST, digits to pick from (default: the bundled subset)
-    config : Config, the network's shape (fresh networks), kappas and dynamics (default: the
-        training app's, else ``Config()``)
+    config : Config, the settings of fresh networks (shape, kappas, dynamics, input encoding;
+        default: the training app's, else ``Config()``); a checkpoint brings its own, the
+        training run uses the app's
     training_app : TrainingApp, optional; "training run" takes a snapshot of its network (the
         default network then)
     network : Network, optional; the network to start with (else a fresh one)
@@ -390,13 +391,16 @@ class NeuronLab(pn.viewable.Viewer):
         super().__init__(**params)
         self.data = data if data is not None else load_mnist(bundled=True)
         self.param.sample.bounds = (0, len(self.data.test_labels) - 1)
-        self.config = config or (training_app.config if training_app else Config())
+        # the settings of a fresh network; a checkpoint or the training run brings its own
+        self.base_config = config or (training_app.config if training_app else Config())
+        self.config = self.base_config
         self.training_app = training_app
         if training_app is None:
             self.param.source.objects = list(SOURCES[:2])
         elif network is None:
             self.source = "training run"
             network = training_run_network(training_app)
+            self.config = training_app.config
         self.network, self.kappas, self.dynamics = None, None, None
         self.trace = None
         self._drawn = None  # the image of a digit drawn on the pad, while it is shown
@@ -430,16 +434,19 @@ class NeuronLab(pn.viewable.Viewer):
         training run) and run the digit through it."""
         try:
             if self.source == "training run":
-                self._use(training_run_network(self.training_app))
+                network = training_run_network(self.training_app)
+                self.config = self.training_app.config
+                self._use(network)
                 self._notify("network: a snapshot of the training run, now")
             elif self.source == "checkpoint":
                 from spikeviz.train.trainer import Trainer
 
-                self.network, self.config, _ = Trainer.from_checkpoint_network(
-                    Path(self.checkpoint))
-                self._use(self.network)
+                network, config, _ = Trainer.from_checkpoint_network(Path(self.checkpoint))
+                self.config = config
+                self._use(network)
                 self._notify(f"network: {self.checkpoint}")
             else:
+                self.config = self.base_config
                 self._use(None)
                 self._notify("network: fresh (untrained) initialization")
         except (SpikevizError, OSError) as error:

@@ -188,6 +188,31 @@ def test_the_training_run_network_is_a_snapshot(data):
     app.close()
 
 
+def test_each_network_source_brings_its_own_settings(data, tmp_path):
+    """A checkpoint's settings last only while its network is shown: the training run's
+    snapshot then runs with the app's kappas and dynamics, a fresh network with the lab's own."""
+    app = TrainingApp(config=Config(hidden=[30], kappa_hidden=-0.2, gamma=0.9), data=data)
+    saved = Trainer(Config(hidden=[20], kappa_hidden=-0.6, gamma=0.7, train_samples=2), data)
+    saved.train_sample()
+    saved.save(tmp_path / "run.npz")
+    neuron_lab = NeuronLab(data=data, config=Config(hidden=[25], kappa_hidden=-0.3, gamma=0.8),
+                           training_app=app, duration_ms=20.0)
+    expected = {"training run": (30, -0.2, 0.9), "checkpoint": (20, -0.6, 0.7),
+                "fresh network": (25, -0.3, 0.8)}
+
+    def shown():
+        trace = neuron_lab.trace
+        return trace.sizes[1], trace.kappas[0], trace.dynamics.gamma
+
+    assert shown() == pytest.approx(expected["training run"])
+    neuron_lab.checkpoint = str(tmp_path / "run.npz")
+    for name in ("checkpoint", "training run", "fresh network", "checkpoint", "fresh network"):
+        neuron_lab.source = name
+        neuron_lab.take_network()
+        assert shown() == pytest.approx(expected[name]), name
+    app.close()
+
+
 def test_the_single_neuron_view_shows_the_engines_run():
     view = SingleNeuronLab(rate_hz=900.0, weight=0.08, duration_ms=300.0)
     trace = view.run()
