@@ -39,14 +39,26 @@ INPUT_MEMORY_MS = 3.0
 #: Vertical distance between two stacked traces, in units of the threshold.
 SPACING = 2.6
 SOURCES = ("fresh network", "checkpoint", "training run")
+#: Seconds "training run" waits for the training app to finish what it is doing.
+TRAINING_WAIT_S = 1.0
 
 
 def training_run_network(app):
     """A snapshot of the network a :class:`spikeviz.viz.app.TrainingApp` is training, taken
-    between two samples (under the app's lock; its kappas and dynamics are in ``app.config``)."""
-    with app._lock:  # only read here: the worker holds it while it changes the network
+    between two samples (under the app's lock; its kappas and dynamics are in ``app.config``).
+
+    Waits at most :data:`TRAINING_WAIT_S` for the lock, whose holder may be a long evaluation:
+    this runs on the server's thread, and a page must not freeze.  SpikevizError if busy.
+    """
+    # only read here: the worker holds the lock while it changes the network
+    if not app._lock.acquire(timeout=TRAINING_WAIT_S):
+        raise SpikevizError("the training run is busy (an evaluation or a long step): "
+                            "press Use network again in a moment")
+    try:
         trainer = app.trainer
         return trainer.network.scaled(trainer.sim.state.scale)
+    finally:
+        app._lock.release()
 
 
 def train_and_lab(app, neuron_lab=None):
@@ -395,18 +407,21 @@ class NeuronLab(pn.viewable.Viewer):
         self.base_config = config or (training_app.config if training_app else Config())
         self.config = self.base_config
         self.training_app = training_app
+        opening = ""
         if training_app is None:
             self.param.source.objects = list(SOURCES[:2])
         elif network is None:
-            self.source = "training run"
-            network = training_run_network(training_app)
-            self.config = training_app.config
+            try:
+                network = training_run_network(training_app)
+                self.source, self.config = "training run", training_app.config
+            except SpikevizError as error:
+                opening = f"{error}; meanwhile a fresh network"
         self.network, self.kappas, self.dynamics = None, None, None
         self.trace = None
         self._drawn = None  # the image of a digit drawn on the pad, while it is shown
-        self.message = ""
         self.single = SingleNeuronLab()
         self._build()
+        self._notify(opening)
         self._use(network)
         self.param.watch(self._show_event, ["event"])
         self.param.watch(self._on_speed, ["speed"])

@@ -1,6 +1,8 @@
 """The neuron lab's view driven in pytest, without a server: set its parameters, press its
 buttons (call their actions), read its Bokeh sources and text."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from spikeviz.engine import Simulator, make_dynamics
 from spikeviz.train.tasks import ImageTask
 from spikeviz.train.trainer import Trainer
 from spikeviz.viz.app import TrainingApp
+from spikeviz.viz import lab as viz_lab
 from spikeviz.viz.lab import SPEEDS, NeuronLab, SingleNeuronLab, train_and_lab
 
 
@@ -210,6 +213,40 @@ def test_each_network_source_brings_its_own_settings(data, tmp_path):
         neuron_lab.source = name
         neuron_lab.take_network()
         assert shown() == pytest.approx(expected[name]), name
+    app.close()
+
+
+def test_a_busy_training_run_is_a_message_not_a_frozen_page(data, monkeypatch):
+    """While the app's worker holds its lock (a long evaluation), "training run" gives up after
+    a short wait and says so; the lab keeps the network it had, and opens on a fresh one."""
+    monkeypatch.setattr(viz_lab, "TRAINING_WAIT_S", 0.2)
+    app = TrainingApp(config=Config(hidden=[30]), data=data)
+    neuron_lab = NeuronLab(data=data, training_app=app, duration_ms=20.0)
+    shown = neuron_lab.network
+    held, release = threading.Event(), threading.Event()
+
+    def evaluate_for_long():
+        with app._lock:
+            held.set()
+            release.wait(30)
+
+    worker = threading.Thread(target=evaluate_for_long)
+    worker.start()
+    held.wait(5)
+    try:
+        pressing = threading.Thread(target=neuron_lab.take_network)
+        pressing.start()
+        pressing.join(5)
+        assert not pressing.is_alive(), "Use network waits for the training run"
+        assert "busy" in neuron_lab.message and neuron_lab.network is shown
+        opened = NeuronLab(data=data, training_app=app, duration_ms=20.0)
+        assert opened.source == "fresh network" and "busy" in opened.message
+        assert opened.trace.sizes == (784, 30, 10)  # the app's shape, untrained
+    finally:
+        release.set()
+        worker.join()
+    neuron_lab.take_network()  # free again: a snapshot
+    assert "snapshot" in neuron_lab.message and neuron_lab.network is not shown
     app.close()
 
 
