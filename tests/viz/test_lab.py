@@ -86,7 +86,9 @@ def test_stepping_and_scrubbing_move_every_view(neuron_lab):
 def test_jumping_to_a_mechanism_tells_it(neuron_lab):
     for mechanism, heading in (("spike", "Spike and reset"), ("inhibition", "WTA inhibition"),
                                ("clip", "Clipping at -Vth"), ("output", "Output")):
+        before = neuron_lab.event
         neuron_lab.jump_to(mechanism)
+        assert neuron_lab.message == "" and neuron_lab.event > before, mechanism  # it found one
         assert f"**{heading}**" in neuron_lab._story.object, mechanism
     first_output = neuron_lab.event
     neuron_lab.jump_to("output", -1)
@@ -257,8 +259,10 @@ def test_the_single_neuron_view_shows_the_engines_run():
     assert view.sources["lab-sn-spikes"].data["t"] == trace.spikes["t_ms"].tolist()
     assert len(view.sources["lab-sn-simulated"].data["out"]) == SingleNeuronLab.CURVE_POINTS
     view.param.update(threshold=1.0, gamma=0.5, t_ref_ms=0.0, train="Poisson")
-    analytic = lab.analytic_rate_hz(900.0, weight=0.08, threshold=1.0, tau_ms=20.0, gamma=0.5)
-    assert f"{analytic[0]:.1f} Hz" in view._summary.object
+    # mean drive 0.08 * 0.9 per ms for 20 ms = 1.44 > Vth = 1: from V0 = (1 - gamma) Vth to Vth
+    # in tau ln((1.44 - 0.5) / (1.44 - 1)) ms
+    analytic_hz = 1000.0 / (20.0 * np.log((1.44 - 0.5) / (1.44 - 1.0)))
+    assert f"**{analytic_hz:.1f} Hz**" in view._summary.object
     # the point of this run is the engine's rate for these very settings
     sim = Simulator(lab._single_neuron(0.08, 1.0))
     events = lab.drive_events(900.0, 300.0, regular=False, rng=np.random.default_rng(0))
