@@ -99,7 +99,8 @@ class LabTrace:
 
 
 def layer_name(layer, n_layers):
-    """'hidden', 'hidden 2', ... or 'output' for layer index ``layer`` of ``n_layers``."""
+    """The name of layer ``layer`` (0: the first hidden) of ``n_layers``: 'output', 'hidden'
+    when there is one hidden layer, else 'hidden1', 'hidden2', ..."""
     if layer == n_layers - 1:
         return "output"
     return "hidden" if n_layers == 2 else f"hidden{layer + 1}"

@@ -51,6 +51,20 @@ def test_the_lab_leaves_the_network_alone(digit_trace):
         np.testing.assert_array_equal(a, b)
 
 
+def test_layers_and_senders_are_named_as_documented():
+    assert [lab.layer_name(layer, 2) for layer in range(2)] == ["hidden", "output"]
+    assert [lab.layer_name(layer, 3) for layer in range(3)] == ["hidden1", "hidden2", "output"]
+    rng = np.random.default_rng(1)
+    network = busy_network(rng, (20, 15, 10, 5))
+    trace = lab.record_sample(network, random_events(rng, 20, 100, 20.0), 20.0,
+                              kappas=(-0.4, 0.0, -1.0), dynamics=make_dynamics(),
+                              watch=[(0, 1), (1, 2), (2, 3)])
+    assert [trace.name(w) for w in range(3)] == ["hidden1 1", "hidden2 2", "output 3"]
+    senders = {step.sender.split()[0] for event in range(trace.n_events)
+               for m in lab.describe_event(trace, event)[1:2] for step in m.steps}
+    assert senders == {"hidden1"}  # hidden2 hears the spikes of hidden1
+
+
 def test_the_most_active_hidden_neurons_fire_most(digit_trace):
     network, trace = digit_trace
     hidden = [n for layer, n in trace.watch if layer == 0]

@@ -253,7 +253,8 @@ class SingleNeuronLab(pn.viewable.Viewer):
     duration_ms = param.Number(200.0, bounds=(20.0, 2000.0), doc="length of the run (ms)")
     seed = param.Integer(0, bounds=(0, None), doc="seed of the Poisson train")
 
-    #: Input rates at which the engine's rate is simulated for the curve, as fractions of the max.
+    #: How many input rates, evenly spaced up to the plot's largest, the engine's rate is
+    #: simulated at for the curve.
     CURVE_POINTS = 16
 
     def __init__(self, **params):
@@ -262,7 +263,7 @@ class SingleNeuronLab(pn.viewable.Viewer):
         self._figures = self._build_figures()
         self._summary = pn.pane.Markdown("", css_classes=["lab-sn-summary"], width=300)
         self._layout = self._build_layout()
-        self.param.watch(self.update, list(self.param)[1:])
+        self.param.watch(self.update, [name for name in self.param if name != "name"])
         self.update()
 
     def _dynamics(self):

@@ -269,3 +269,6 @@ def test_the_single_neuron_view_shows_the_engines_run():
     sim.run(events, 300.0, kappas=[0.0],
             dynamics=make_dynamics(tau_mp_ms=20.0, t_ref_ms=0.0, gamma=0.5))
     assert view.sources["lab-sn-now"].data["out"] == [sim.counts(0)[0] * 1000 / 300.0]
+    spikes = view.sources["lab-sn-spikes"].data["t"]
+    view.seed = 7  # every setting redraws, the last one too
+    assert view.sources["lab-sn-spikes"].data["t"] != spikes
