@@ -11,6 +11,7 @@ takes its events from ``[seed + 2**31, i]``.  A checkpoint stores the generator'
 the epoch, so a resumed run continues exactly as if never stopped.
 """
 
+import math
 import time
 
 import numpy as np
@@ -188,12 +189,17 @@ class Trainer:
         return metrics
 
     def firing_statistics(self):
-        """Per layer: fraction of neurons silent all epoch, and spikes per neuron per sample."""
+        """Per layer: fraction of neurons silent all epoch, and spikes per neuron per sample.
+
+        Before the epoch's first sample no neuron has had a chance to fire: the dead fractions
+        are NaN then, not 1.
+        """
         spikes, starts = self.tally["spikes"], self.network.neuron_start
         n = max(self.tally["samples"], 1)
         layers = [spikes[a:b] for a, b in zip(starts[:-1], starts[1:])]
+        seen = self.tally["samples"] > 0
         return {
-            "dead_fraction": [float(np.mean(s == 0)) for s in layers],
+            "dead_fraction": [float(np.mean(s == 0)) if seen else math.nan for s in layers],
             "spikes_per_neuron_per_sample": [float(s.mean() / n) for s in layers],
         }
 

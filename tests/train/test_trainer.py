@@ -122,6 +122,14 @@ def test_the_method_decisions_are_config_options_read_at_the_next_sample(digits)
     assert trainer.hyper.use_counts and not trainer.hyper.all_outputs
 
 
+def test_dead_fractions_are_undefined_until_the_epoch_has_a_sample(digits):
+    trainer = Trainer(small_config(), digits)
+    assert all(np.isnan(trainer.firing_statistics()["dead_fraction"]))
+    trainer.train_sample()
+    dead = trainer.firing_statistics()["dead_fraction"]
+    assert all(0.0 <= d <= 1.0 for d in dead) and dead[0] < 1.0
+
+
 def test_a_nan_weight_stops_the_run_naming_the_layer(digits):
     trainer = Trainer(small_config(), digits)
     trainer.train_sample()
