@@ -109,10 +109,11 @@ class SweepView(pn.viewable.Viewer):
         self.data = None  # the spikeviz.sweep.Sweep shown
         self.message = ""  # the last notice, for tests and notebooks
         self._build_widgets()
+        self._quiet = False  # set while the view sets its own choices: one redraw, after
         self.param.watch(lambda event: self.refresh(), "folder")
-        self.param.watch(lambda event: self._load(), "sweep")
-        self.param.watch(lambda event: self._replot(), ["metric", "x", "lines"])
-        self.param.watch(lambda event: self._show_trial(), "trial")
+        self.param.watch(self._unless_quiet(self._load), "sweep")
+        self.param.watch(self._unless_quiet(self._replot), ["metric", "x", "lines"])
+        self.param.watch(self._unless_quiet(self._show_trial), "trial")
         self.table.param.watch(self._on_select, "selection")
         self.refresh()
 
@@ -170,10 +171,25 @@ class SweepView(pn.viewable.Viewer):
             raise
         return found
 
+    def _unless_quiet(self, action):
+        """A watcher running ``action``, except while the view sets its own choices (the
+        widgets still follow every change)."""
+        return lambda *events: None if self._quiet else action()
+
+    def _set_choices(self, objects, **values):
+        """Set the view's own choices (``objects``: ``{name: options}``) and values without a
+        redraw per change; the widgets follow (a widget whose value left its options picks
+        another, which would redraw too)."""
+        self._quiet = True
+        try:
+            for name, options in objects.items():
+                self.param[name].objects = options
+            self.param.update(**values)
+        finally:
+            self._quiet = False
+
     def _clear(self):
-        self.param.sweep.objects = []
-        with param.parameterized.discard_events(self):
-            self.sweep = None
+        self._set_choices({"sweep": []}, sweep=None)
         self._show(None)
 
     def _load(self):
@@ -199,18 +215,13 @@ class SweepView(pn.viewable.Viewer):
         x = self.x if self.x in names else x_name
         lines = self.lines if self.lines in names and self.lines != x else next(iter(others),
                                                                                 None)
-        with param.parameterized.discard_events(self):  # one redraw below, not one per change
-            self.param.metric.objects = metrics
-            self.param.x.objects = names
-            self.param.lines.objects = [None, *names]
-            self.param.trial.objects = trials
-            self.param.update(x=x, lines=lines,
-                              trial=self.trial if self.trial in trials else next(iter(trials),
-                                                                                 None),
-                              metric=self.metric if self.metric in metrics else metrics[0])
         columns = table_columns(rows)
         self.table.formatters = {name: _formatter(name, values) for name, values in columns.items()}
         self.table.value = pd.DataFrame(columns)
+        self._set_choices(  # one redraw below, not one per change
+            {"metric": metrics, "x": names, "lines": [None, *names], "trial": trials},
+            x=x, lines=lines, metric=self.metric if self.metric in metrics else metrics[0],
+            trial=self.trial if self.trial in trials else next(iter(trials), None))
         self._replot()
         self._show_trial()
 
@@ -256,11 +267,11 @@ class SweepView(pn.viewable.Viewer):
             ]
         title = f"{self.metric} against {self.x}"
         repeats = max((point["n"] for point in points), default=0)
-        if repeats > 1:
-            title += f": mean, min to max of {repeats} runs"
+        y_label = f"{self.metric}: mean of {repeats}, min to max" if repeats > 1 else self.metric
         if not layers:
             return _empty_plot(title + ": no finished trial", self.x, self.metric)
-        return hv.Overlay(layers).opts(title=title, legend_position="bottom_right", **PLOT_SIZE)
+        return hv.Overlay(layers).opts(title=title, ylabel=y_label, legend_position="top_left",
+                                       padding=0.05, **PLOT_SIZE)
 
     def learning_curve(self):
         """Test and train accuracy per epoch of the chosen trial."""

@@ -167,10 +167,18 @@ def test_the_view_lists_the_sweeps_and_shows_table_and_plots(made):
         assert (mean - below, mean + above) == (pytest.approx(min(values)),
                                                 pytest.approx(max(values)))
     assert list(curve.dimension_values(0)) == [-0.4, -0.2]
-    assert "2 runs" in plot.opts.get().kwargs["title"]
+    assert plot.opts.get().kwargs["ylabel"] == "test_accuracy: mean of 2, min to max"
+
+    # the widgets show the choices the view made for this sweep
+    selects = {select.label: select for select in view.__panel__().select(pn.widgets.Select)}
+    assert (selects["x axis"].value, selects["one line per"].value) == ("kappa_hidden", None)
+    assert list(selects["Trial"].values) == view.param.trial.objects
+    assert selects["Trial"].value == view.trial
 
     view.lines = "seed"  # one line per seed: the single trials again
     assert len(_elements(view.metric_plot(), hv.Curve)) == 2
+    view.param.update(x="seed", lines="kappa_hidden")  # two changes at once
+    assert view.message == "" and len(_elements(view._plot_pane.object, hv.Curve)) == 2
     view.metric = "train_accuracy"
     assert "train_accuracy" in view._plot_pane.object.opts.get().kwargs["title"]
 
@@ -247,6 +255,15 @@ def test_bad_folders_and_sweeps_are_messages_and_the_view_stays_usable(root):
     shutil.copytree(root / "failing" / "trials", root / "good" / "trials", dirs_exist_ok=True)
     view.refresh()
     assert view.data.directory == root / "failing"  # refresh keeps the sweep shown
+
+
+def test_a_good_folder_after_a_bad_one_shows_its_sweep_again(made):
+    view = SweepView(folder=str(made / "good"))
+    view.folder = str(made / "nowhere")
+    assert "no such folder" in view.message and view.table.value.empty
+    view.folder = str(made / "good")
+    assert view.message == "" and len(view.table.value) == 4
+    assert view.trial == view.param.trial.objects[0] and view.table.selection == [0]
 
 
 def test_a_missing_checkpoint_or_damaged_metrics_is_a_message(root):
