@@ -28,7 +28,7 @@ from spikeviz.data.mnist import load_mnist
 from spikeviz.engine import init_network, make_dynamics
 from spikeviz.errors import ConfigError, SpikevizError
 
-__all__ = ["NeuronLab", "SingleNeuronLab", "train_and_lab", "training_run_network"]
+__all__ = ["NeuronLab", "SingleNeuronLab", "training_run_network"]
 
 #: Slow-motion speeds: label -> milliseconds between two steps of the player.
 SPEEDS = {"1 event/s": 1000, "3 events/s": 333, "10 events/s": 100, "30 events/s": 33}
@@ -59,13 +59,6 @@ def training_run_network(app):
         return trainer.network.scaled(trainer.sim.state.scale)
     finally:
         app._lock.release()
-
-
-def train_and_lab(app, neuron_lab=None):
-    """The served page: the training app and, in a second tab, the lab (by default a new
-    :class:`NeuronLab` on the app's network)."""
-    neuron_lab = neuron_lab or NeuronLab(training_app=app)
-    return pn.Tabs(("Train", app), ("Neuron lab", neuron_lab), dynamic=False)
 
 
 def _figure(title, width, height, **kwargs):

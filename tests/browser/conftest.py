@@ -7,6 +7,7 @@ they do not skip; elsewhere (a fresh user machine) they skip and say what to ins
 or the one in ``SPIKEVIZ_CHROMIUM``.
 """
 
+import contextlib
 import os
 import socket
 import threading
@@ -30,7 +31,7 @@ IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 #: A closed tab's session is destroyed after the unused-session lifetime, checked this often
 #: (Bokeh's defaults: 17 s and 15 s).  Not shorter: a page's session waits unused until its
 #: websocket connects.
-CHECK_SESSIONS_MS, SESSION_LIFETIME_MS = 500, 1500
+CHECK_SESSIONS_MS, SESSION_LIFETIME_MS = 500, 3000
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 
@@ -106,14 +107,16 @@ class Served:
         return app
 
     def make_lab_page(self):
-        """What ``apps/train.py`` serves: the app and the neuron lab as tabs."""
-        from spikeviz.viz.lab import NeuronLab, train_and_lab
+        """What ``apps/train.py`` serves: the app, the neuron lab and the sweeps as tabs (no
+        sweep to show here)."""
+        from spikeviz.viz.lab import NeuronLab
+        from spikeviz.viz.page import app_page
 
         app = self.make_app()
         neuron_lab = NeuronLab(training_app=app)
         with self._lock:
             self.labs.append(neuron_lab)
-        return train_and_lab(app, neuron_lab)
+        return app_page(app, neuron_lab, sweep_folder=Path(__file__).parent / "no-sweeps-here")
 
 
 def wait_until(condition, timeout_s=10.0, what="condition"):
@@ -124,12 +127,12 @@ def wait_until(condition, timeout_s=10.0, what="condition"):
         time.sleep(0.02)
 
 
-@pytest.fixture(scope="session")
-def served():
-    port = _free_port()
-    served = Served(port)
-    server = pn.serve({"app": served.make_app, "lab": served.make_lab_page}, port=port,
-                      address="127.0.0.1",
+@contextlib.contextmanager
+def serving(served, routes):
+    """Serve ``routes`` (name -> function building a session's page) on ``served.port`` in this
+    process until the block ends; then close every app the sessions built."""
+    port = served.port
+    server = pn.serve(routes, port=port, address="127.0.0.1",
                       allow_websocket_origin=[f"localhost:{port}", f"127.0.0.1:{port}"],
                       threaded=True, show=False,
                       check_unused_sessions_milliseconds=CHECK_SESSIONS_MS,
@@ -142,6 +145,13 @@ def served():
             app.close(timeout=5)
         pn.state.kill_all_servers()
         server.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def served():
+    served = Served(_free_port())
+    with serving(served, {"app": served.make_app, "lab": served.make_lab_page}):
+        yield served
 
 
 def _accepts(port):

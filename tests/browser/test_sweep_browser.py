@@ -18,22 +18,9 @@ import pytest
 from spikeviz.sweep import read_csv
 from spikeviz.viz.sweep_view import SweepView
 
-from .conftest import (
-    CHECK_SESSIONS_MS,
-    SESSION_LIFETIME_MS,
-    Served,
-    _accepts,
-    _free_port,
-    wait_until,
-)
+from .conftest import Served, _free_port, serving, wait_until
 
-pytestmark = [
-    pytest.mark.browser,
-    # bokeh 3.9 (ColumnDataSource.from_df, under the Tabulator) still calls a pandas API that
-    # pandas 3.1 deprecates; the server thread shares the test's warning filters
-    pytest.mark.filterwarnings(
-        "ignore:The inplace keyword in DataFrame.reset_index:pandas.errors.Pandas4Warning"),
-]
+pytestmark = pytest.mark.browser
 
 CHOSEN = "kappa_hidden=-0.4_seed=1"
 
@@ -71,21 +58,9 @@ class SweepServed(Served):
 
 @pytest.fixture(scope="module")
 def served(sweep_folder):
-    port = _free_port()
-    served = SweepServed(port, sweep_folder)
-    server = pn.serve({"app": served.make_app}, port=port, address="127.0.0.1",
-                      allow_websocket_origin=[f"localhost:{port}", f"127.0.0.1:{port}"],
-                      threaded=True, show=False,
-                      check_unused_sessions_milliseconds=CHECK_SESSIONS_MS,
-                      unused_session_lifetime_milliseconds=SESSION_LIFETIME_MS)
-    try:
-        wait_until(lambda: _accepts(port), 30, f"the server on port {port}")
+    served = SweepServed(_free_port(), sweep_folder)
+    with serving(served, {"app": served.make_app}):
         yield served
-    finally:
-        for app in served.apps:
-            app.close(timeout=5)
-        pn.state.kill_all_servers()
-        server.join(timeout=5)
 
 
 def table_trials(page):

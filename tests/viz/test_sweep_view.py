@@ -18,11 +18,6 @@ from spikeviz.sweep import (aggregate, best_by, find_sweeps, load_sweep, plot_re
 from spikeviz.viz.app import TrainingApp
 from spikeviz.viz.sweep_view import SweepView, table_columns
 
-# bokeh 3.9 (ColumnDataSource.from_df, under the Tabulator) still calls a pandas API that
-# pandas 3.1 deprecates
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The inplace keyword in DataFrame.reset_index:pandas.errors.Pandas4Warning")
-
 TINY = {"hidden": [20], "train_samples": 200, "test_samples": 50, "test_duration_ms": 100.0}
 GRID = {"kappa_hidden": [-0.2, -0.4], "seed": [0, 1]}
 
