@@ -292,7 +292,11 @@ def run_trial(params, base_values, data_spec, run_dir):
         result.update(_summary(read_metrics(run_dir), config.epochs))
     except Exception as error:  # noqa: BLE001 - a failing trial is a result, not a crash
         result["error"] = f"{type(error).__name__}: {error}"
-        result.update(_summary(read_metrics(run_dir), 10**9))
+        try:
+            history = read_metrics(run_dir)
+        except DataError:  # the error above may be this very file's
+            history = []
+        result.update(_summary(history, 10**9))
         if run_dir.is_dir():
             (run_dir / "error.txt").write_text(result["error"] + "\n")
     result["seconds"] = time.perf_counter() - start
@@ -508,7 +512,11 @@ def run_sweep(grid, base_config=None, data_spec=None, out="sweep", scheduler=Non
     for index, (params, name) in enumerate(zip(trials, ids)):
         run_dir = out / "trials" / name
         trial_epochs = params.get("epochs", epochs)
-        if _finished(run_dir, trial_epochs):
+        try:
+            finished = _finished(run_dir, trial_epochs)
+        except DataError:  # a damaged metrics file: the trial runs again and reports it
+            finished = False
+        if finished:
             results[index] = run_trial(params, base_values, data_spec, run_dir)  # reads it back
         else:
             pending.append((index, params, run_dir))

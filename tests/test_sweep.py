@@ -118,6 +118,13 @@ def test_a_2x2_sweep_on_a_local_cluster_then_a_restart_skips_finished_trials(tmp
     assert [r["reused"] for r in third] == [True, True, True, False]
     assert {r["status"] for r in third} == {"ok"}
 
+    # a damaged metrics file: that trial is reported with the file and the fix, the sweep goes on
+    (run / "metrics.jsonl").write_text("{not json\n")
+    fourth = run_sweep({"kappa_hidden": [-0.2, -0.4], "hidden": [20, 30]}, base, BUNDLED, out,
+                       n_workers=2, progress=lambda text: None)
+    assert [r["status"] for r in fourth] == ["ok", "ok", "ok", "failed"]
+    assert "metrics.jsonl" in fourth[-1]["error"] and "damaged" in fourth[-1]["error"]
+
 
 def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path, capsys):
     out = tmp_path / "sweep"

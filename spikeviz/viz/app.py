@@ -920,10 +920,12 @@ class TrainingApp(pn.viewable.Viewer):
         acked = self._ack.tags[0] if self._ack.tags else 0
         if acked >= self._update_seq:
             self._ack_timeout = ACK_TIMEOUT_S
-        elif acked > 0 and now - self._sent_at < self._ack_timeout:
-            self.skipped_updates += 1  # the tab is behind: it gets the newest state later
+        elif now - self._sent_at < self._ack_timeout:
+            # the tab is behind (or has not drawn its first update yet, e.g. a background tab):
+            # it gets the newest state later
+            self.skipped_updates += 1
             return
-        elif acked > 0:  # silent for long: send again, and wait longer next time
+        else:  # silent for long: send again, and wait longer next time
             self._ack_timeout = min(2 * self._ack_timeout, ACK_TIMEOUT_MAX_S)
         full = now - self._slow_views_at >= SLOW_VIEWS_PERIOD_S
         if full:

@@ -139,7 +139,8 @@ class SweepView(pn.viewable.Viewer):
                 raise SpikevizError("choose a trial first (a row of the table)")
             path = sweeps.trial_checkpoint(self.data, self.trial)
             self.on_open(str(path))
-            self._notice(f"opened {path} in the trainer", "success")
+            self._notice(f"loading {path} in the trainer (the Train tab shows the outcome)",
+                         "success")
 
     # --- reading and showing ---
 

@@ -99,7 +99,7 @@ def test_a_trial_chosen_in_the_sweep_table_opens_in_the_trainer(page, app, serve
     wait_until(lambda: app.message.startswith("loaded"), 15, "the trainer to load the trial")
     checkpoint = sweep_folder / "tiny" / "trials" / CHOSEN / "last.npz"
     assert str(checkpoint) in app.message
-    page.locator(".sweep-message", has_text="opened").wait_for()
+    page.locator(".sweep-message", has_text="loading").wait_for()
     assert app.trainer.network.sizes == (784, 20, 10)  # the trial's network, not 784-100-10
     assert (app.config.kappa_hidden, app.config.seed) == (-0.4, 1)
 

@@ -249,6 +249,19 @@ def test_a_tab_that_has_not_drawn_the_last_update_gets_no_new_one(app):
     assert app.skipped_updates == 5
 
 
+def test_a_tab_that_never_drew_its_first_update_is_not_flooded(app):
+    """A background tab (no animation frames) or a page still loading acknowledges nothing: it
+    gets one update, then a resend only after the acknowledgement timeout."""
+    app.step(2)
+    app._periodic_drain()
+    assert app._update_seq == 1
+    for _ in range(5):
+        app.step(1)
+        app._periodic_drain()
+    assert app._update_seq == 1 and app.skipped_updates == 5
+    assert app._figures["raster"].title.text.startswith("sample 2:")
+
+
 def test_nothing_is_sent_while_nothing_changes(app):
     app.step(2)
     app._periodic_drain()  # the first update is a full one

@@ -195,7 +195,7 @@ def test_a_row_clicked_in_the_table_is_the_trial_and_open_hands_its_checkpoint_o
     assert "learning curve: " + chosen in view._curve_pane.object.opts.get().kwargs["title"]
     view.open_trial()
     assert opened == [str(made / "good" / "trials" / chosen / "last.npz")]
-    assert view.message.startswith("opened")
+    assert view.message.startswith("loading")
     view.trial = view.param.trial.objects[1]  # the list chooses the row too
     assert view.table.selection == [1]
 
