@@ -117,10 +117,13 @@ class Trainer:
     # --- epochs ---
     @property
     def n_train(self):
-        n = len(self.task.train_labels)
-        return min(n, self.config.train_samples or n)
+        """Training samples in this epoch, fixed at its start (read per sample: a plain field,
+        not the config's param lookup)."""
+        return self._n_train
 
     def _start_epoch(self):
+        n = len(self.task.train_labels)
+        self._n_train = min(n, self.config.train_samples or n)
         self.order = np.random.default_rng([self.config.seed, self.epoch]).permutation(self.n_train)
         self.event_rng = np.random.default_rng([self.config.seed, self.epoch, 1])
         self.position = 0
