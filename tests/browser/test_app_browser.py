@@ -79,8 +79,9 @@ def test_start_streams_the_raster_and_the_accuracy_curve(page, app):
     wait_for_rows(page, "potentials", "xs", at_least=4 + 10)
     wait_for_rows(page, "thresholds", "top")
     page.locator(".status p", has_text="running").wait_for()
+    # the status line is one of the views updated once a second: it may still say sample 0
+    wait_until(lambda: samples_shown(page) > 0, 10, "the status to count the samples")
     shown = samples_shown(page)
-    assert shown > 0
     wait_until(lambda: samples_shown(page) > shown, 10, "the sample counter to move")
     layers = set(page.evaluate("() => Array.from(Bokeh.documents[0]"
                                ".get_model_by_name('raster').data.layer)"))
