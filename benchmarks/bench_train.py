@@ -46,7 +46,7 @@ def main():
         for _ in range(3000):
             trainer.train_sample()
     sgd = trainers["spikeviz training, SGD"]
-    events = [sgd.encoder.encode(data.train_images[i], 50.0, np.random.default_rng(i))
+    events = [sgd.task.encoder.encode(data.train_images[i], 50.0, np.random.default_rng(i))
               for i in range(args.samples)]
 
     def train(trainer):
