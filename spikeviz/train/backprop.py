@@ -285,11 +285,12 @@ def regularize_weights(state, layer, eta_w, lam, beta, exponential=True):
 
 @jit
 def _fold_neuron(state, layer, neuron):
-    """Fold one neuron's scale into its stored weights (the rare case of a collapsing scale).
+    """Fold one neuron's scale into its stored weights and recompute its tracked sums exactly.
 
-    One SGD step can push a neuron's sum of squares far above 1 (few active inputs, large
-    errors); exp(-r) then shrinks its weights to about 0, and a float32 scale of 0 would make
-    every later weight step divide by zero.
+    Done for every neuron at an epoch's end, and at once for a collapsing scale: one SGD step
+    can push a neuron's sum of squares far above 1 (few active inputs, large errors); exp(-r)
+    then shrinks its weights to about 0, and a float32 scale of 0 would make every later weight
+    step divide by zero.
     """
     lo, hi = state.neuron_start[layer], state.neuron_start[layer + 1]
     n, i = hi - lo, neuron - lo
@@ -352,16 +353,5 @@ def train_step(state, inputs, label, kappas, floors, hyper, adam, scratch):
 def fold_scale(state):
     """Fold every neuron's scale into its stored weights and recompute the tracked sums exactly."""
     for layer in range(state.neuron_start.size - 1):
-        lo, hi = state.neuron_start[layer], state.neuron_start[layer + 1]
-        n = hi - lo
-        w = state.weights[state.weight_start[layer]:state.weight_start[layer + 1]]
-        w = w.reshape((w.size // n, n))
-        state.sum_sq[lo:hi] = 0.0
-        state.col_sum[lo:hi] = 0.0
-        for k in range(w.shape[0]):
-            for i in range(n):
-                value = w[k, i] * state.scale[lo + i]
-                w[k, i] = value
-                state.sum_sq[lo + i] += np.float64(value) * np.float64(value)
-                state.col_sum[lo + i] += np.float64(value)
-        state.scale[lo:hi] = 1.0
+        for neuron in range(state.neuron_start[layer], state.neuron_start[layer + 1]):
+            _fold_neuron(state, layer, neuron)
