@@ -2,8 +2,9 @@
 browser lag and frame rate with the raster at 5,000 spikes/s, and memory over a long run.
 
 One process serves the app in-process (Panel, threaded, as the browser tests do) to a real
-Chromium tab driven by Playwright, and also runs the bare training loop while the app is paused,
-so that every phase sees the same machine.  Phases, each ``--seconds`` long, on the same network
+Chromium tab, driven by Playwright from a child process (as a user's browser, it takes no GIL
+from the server), and also runs the bare training loop while the app is paused, so that every
+phase sees the same machine.  Phases, each ``--seconds`` long, on the same network
 and seed (each loop has its own trainer, all at about the same point of the same epoch):
 
 - A: the bare loop, what ``spikeviz train`` runs (``Trainer.train_epoch``; the CLI's
@@ -25,8 +26,9 @@ they are put back to nice 0 unless ``--keep-browser-priority``.
 Lag: the worker's time when it recorded a sample's spikes, to the first animation frame in the
 page whose raster title names that sample (page clock aligned by the fastest of a few round
 trips); the page runs no animation loop of its own.  Page stalls: how late a 50 ms timer in the
-page ran at worst (the main thread busy).  CPU: per-thread CPU clocks (the drain callback, the server's event-loop thread, the
-training worker), the process, and the Chromium processes when psutil is installed.
+page ran at worst (the main thread busy).  CPU: per-thread CPU clocks (the drain callback, the
+server's event-loop thread, the training worker), the process, and, when psutil is installed,
+the Chromium processes and the tab's driver (Playwright) apart.
 
     python -m benchmarks.bench_app [--seconds 15] [--rounds 2] [--minutes 0] [--memory-only]
                                    [--json FILE]
@@ -35,6 +37,7 @@ training worker), the process, and the Chromium processes when psutil is install
 import argparse
 import contextlib
 import json
+import multiprocessing
 import os
 import socket
 import sys
@@ -154,6 +157,7 @@ class Probe:
         self.recorded, self.shown = {}, {}  # sample -> time.time()
         self.drain_cpu, self.server_thread = 0.0, None
         self.unboost = True  # see unboost_browser
+        self.tab = None  # the RemoteTab, once open
         self.before_drain = []  # callables to run once on the server thread
         title = app._figures["raster"].title
         title.name = "bench-raster-title"  # so that the page finds it
@@ -181,7 +185,7 @@ class Probe:
         return {"process": time.process_time(), "worker": thread_cpu(app._worker.ident),
                 "worker_waiting_for_cpu": run_queue_wait(app._worker.native_id),
                 "server_thread": thread_cpu(self.server_thread), "drain": self.drain_cpu,
-                "browser": browser_cpu()}
+                "browser": browser_cpu(), "tab_driver": self.tab.driver_cpu()}
 
 
 def clock_offset(page):
@@ -215,7 +219,7 @@ def measure(probe, page, seconds):
     offset = clock_offset(page)
     cpu0, n0, start = probe.cpu(), trained(app.trainer), time.perf_counter()
     skipped0, sent0 = app.skipped_updates, app._update_seq
-    page.wait_for_timeout(seconds * 1000)  # (keeps Playwright's event loop turning)
+    page.wait_for_timeout(seconds * 1000)
     cpu1, n1, wall = probe.cpu(), trained(app.trainer), time.perf_counter() - start
     seen = page.evaluate(PAGE_TAKE)
     shown = [(s, t / 1000 - offset, rows) for s, t, rows in seen["seen"] if s in probe.recorded]
@@ -339,9 +343,90 @@ def summary(a, a_loop, b, c, d):
     }
 
 
+def _drive_tab(conn, url, allowed_prefix):
+    """In a child process: open ``url`` in Chromium with the network cut, then evaluate the
+    JavaScript the benchmark sends until told to close."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1050})
+        context.route("**/*", lambda route: route.continue_()  # the network is cut
+                      if route.request.url.startswith(allowed_prefix)
+                      else route.abort("internetdisconnected"))
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
+                               "Bokeh.documents[0].get_model_by_name('raster') !== null")
+        conn.send(("ok", None))
+        while (script := conn.recv()) is not None:
+            try:
+                conn.send(("ok", page.evaluate(script)))
+            except Exception as error:  # noqa: BLE001: reported in the benchmark's process
+                conn.send(("error", f"{type(error).__name__}: {error}"))
+        context.close()
+        browser.close()
+
+
+class RemoteTab:
+    """A Chromium tab driven by Playwright from a child process.
+
+    Playwright's sync API turns its event loop in the thread that waits on it: in the server's
+    process that thread took the GIL (2-3% of a core), and the app's training worker waited for
+    it, a cost that a user's server, with the browser elsewhere, does not pay.  The server's
+    process only sends the tab JavaScript and reads the results.
+    """
+
+    def __init__(self, url, allowed_prefix, timeout_s=120):
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_end = context.Pipe()
+        self.process = context.Process(target=_drive_tab, daemon=True, name="bench-tab",
+                                       args=(child_end, url, allowed_prefix))
+        self.process.start()
+        self._receive(timeout_s)  # the page is loaded
+
+    def _receive(self, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while not self._conn.poll(0.1):
+            if not self.process.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the tab's process stopped answering (exit code "
+                                   f"{self.process.exitcode}); see its output above")
+        status, value = self._conn.recv()
+        if status == "error":
+            raise RuntimeError(f"in the tab: {value}")
+        return value
+
+    def evaluate(self, script, timeout_s=60):
+        self._conn.send(script)
+        return self._receive(timeout_s)
+
+    def wait_for_timeout(self, milliseconds):
+        time.sleep(milliseconds / 1000)
+
+    def driver_cpu(self):
+        """CPU seconds of the driving process and Playwright's node driver (not Chromium)."""
+        if psutil is None:
+            return None
+        total = 0.0
+        driver = psutil.Process(self.process.pid)
+        for process in [driver, *driver.children(recursive=True)]:
+            try:
+                if "chrom" not in process.name():
+                    total += sum(process.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return total
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
 @contextlib.contextmanager
 def served_tab(data, unboost):
-    """The app served in-process and open in a Chromium tab: yields (probe, page)."""
+    """The app served in-process and open in a Chromium tab (driven from a child process):
+    yields (probe, tab)."""
     probes = []
 
     def make_app():  # what apps/train.py does per session, instrumented
@@ -353,26 +438,18 @@ def served_tab(data, unboost):
     port = free_port()
     server = pn.serve({"app": make_app}, port=port, address="127.0.0.1", threaded=True,
                       show=False, allow_websocket_origin=[f"localhost:{port}"])
+    tab = None
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            context = browser.new_context(viewport={"width": 1400, "height": 1050})
-            context.route("**/*", lambda route: route.continue_()  # the network is cut
-                          if route.request.url.startswith(f"http://localhost:{port}/")
-                          else route.abort("internetdisconnected"))
-            page = context.new_page()
-            page.goto(f"http://localhost:{port}/app")
-            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
-                                   "Bokeh.documents[0].get_model_by_name('raster') !== null")
-            probe = probes[-1]
-            probe.unboost = unboost
-            while probe.app._worker is None or probe.server_thread is None:
-                time.sleep(0.05)  # onload opened the session: worker and periodic drain
-            page.evaluate(PAGE_PROBE)
-            yield probe, page
-            context.close()
-            browser.close()
+        tab = RemoteTab(f"http://localhost:{port}/app", f"http://localhost:{port}/")
+        probe = probes[-1]
+        probe.unboost, probe.tab = unboost, tab
+        while probe.app._worker is None or probe.server_thread is None:
+            time.sleep(0.05)  # onload opened the session: worker and periodic drain
+        tab.evaluate(PAGE_PROBE)
+        yield probe, tab
     finally:
+        if tab is not None:
+            tab.close()
         for probe in probes:
             probe.app.close(timeout=5)
         pn.state.kill_all_servers()

@@ -55,12 +55,14 @@ def test_potential_traces_show_inputs_spikes_and_thresholds_per_neuron():
                                            tau_mp_ms=20.0)
     assert traces["label"] == ["hidden #3", "output 0"]
     x0, y0 = traces["xs"][0], traces["ys"][0]
-    np.testing.assert_allclose(x0, [0, 1, 1, 1, 2, 2, 2, 10])
+    # an event without spike or inhibition: before and after the input (no third point)
+    np.testing.assert_allclose(x0, [0, 1, 1, 2, 2, 2, 10])
     decayed = 0.5 * np.exp(-1 / 20)
-    np.testing.assert_allclose(y0, [0, 0, 0.5, 0.5, decayed, 1.25, 0.2,
-                                    0.2 * np.exp(-8 / 20)], rtol=1e-6)
+    np.testing.assert_allclose(y0, [0, 0, 0.5, decayed, 1.25, 0.2, 0.2 * np.exp(-8 / 20)],
+                               rtol=1e-6)
     offset = plots.TRACE_SPACING
-    np.testing.assert_allclose(traces["ys"][1][2:4] - offset, [0.5, 0.5])
+    np.testing.assert_allclose(traces["xs"][1], [0, 3, 3, 10])
+    np.testing.assert_allclose(traces["ys"][1][1:3] - offset, [0, 0.5])
     np.testing.assert_allclose(levels["ys"][0], [1.0, 1.0])  # threshold = 1 in each row
     np.testing.assert_allclose(levels["ys"][1], [offset + 1, offset + 1])
     np.testing.assert_allclose(levels["xs"][1], [0.0, 10.0])
