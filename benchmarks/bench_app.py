@@ -188,12 +188,12 @@ class Probe:
                 "browser": browser_cpu(), "tab_driver": self.tab.driver_cpu()}
 
 
-def clock_offset(page):
+def clock_offset(tab):
     """Page clock minus time.time(), s, from the fastest of a few round trips."""
     trips = []
     for _ in range(5):
         t0 = time.time()
-        page_s = page.evaluate("() => performance.timeOrigin + performance.now()") / 1000
+        page_s = tab.evaluate("() => performance.timeOrigin + performance.now()") / 1000
         t1 = time.time()
         trips.append((t1 - t0, page_s - (t0 + t1) / 2))
     return min(trips)[1]
@@ -207,21 +207,21 @@ def stats_ms(values):
             "max": round(float(v.max()))}
 
 
-def measure(probe, page, seconds):
+def measure(probe, tab, seconds):
     """Watch the (running) app for ``seconds``: speed, CPU, lag, main-thread stalls, raster
     load."""
     app = probe.app
     if probe.unboost:
         unboost_browser()  # (threads started since the last call too)
-    page.evaluate(PAGE_TAKE)  # reset the page's counters
+    tab.evaluate(PAGE_TAKE)  # reset the page's counters
     probe.recorded.clear()
     probe.shown.clear()
-    offset = clock_offset(page)
+    offset = clock_offset(tab)
     cpu0, n0, start = probe.cpu(), trained(app.trainer), time.perf_counter()
     skipped0, sent0 = app.skipped_updates, app._update_seq
-    page.wait_for_timeout(seconds * 1000)
+    tab.wait_for_timeout(seconds * 1000)
     cpu1, n1, wall = probe.cpu(), trained(app.trainer), time.perf_counter() - start
-    seen = page.evaluate(PAGE_TAKE)
+    seen = tab.evaluate(PAGE_TAKE)
     shown = [(s, t / 1000 - offset, rows) for s, t, rows in seen["seen"] if s in probe.recorded]
     cores = {k: round((cpu1[k] - cpu0[k]) / wall, 3) for k in cpu0 if cpu0[k] is not None}
     cores["rest_of_process"] = round(cores["process"] - cores["worker"] - cores["server_thread"], 3)
@@ -274,9 +274,9 @@ def loop_phase(app, seconds):
     return thread_phase(app.trainer, seconds, train)
 
 
-def app_phase(probe, page, seconds):
+def app_phase(probe, tab, seconds):
     probe.app.start()
-    result = measure(probe, page, seconds)
+    result = measure(probe, tab, seconds)
     probe.app.pause()
     time.sleep(0.3)  # the worker ends its slice
     return result
@@ -456,7 +456,7 @@ def served_tab(data, unboost):
         server.join(timeout=5)
 
 
-def phases_a_to_d(args, probe, page):
+def phases_a_to_d(args, probe, tab):
     """The bare loop, the app's loop and the served app interleaved, then C and D."""
     app = probe.app
     bare = Trainer(Config(hidden=[800], eta_w=app.config.eta_w), data=app.data)
@@ -469,14 +469,14 @@ def phases_a_to_d(args, probe, page):
         log(f"A{round_} bare loop: {json.dumps(a[-1])}")
         a_loop.append(loop_phase(loop_app, args.seconds))
         log(f"A'{round_} the app's loop, unserved: {json.dumps(a_loop[-1])}")
-        b.append(app_phase(probe, page, args.seconds))
+        b.append(app_phase(probe, tab, args.seconds))
         log(f"B{round_} the app served, streaming: {json.dumps(b[-1])}")
     app.config.train_duration_ms = args.raster_duration_ms
-    c = dict(app_phase(probe, page, args.seconds), presentation_ms=args.raster_duration_ms)
+    c = dict(app_phase(probe, tab, args.seconds), presentation_ms=args.raster_duration_ms)
     log(f"C the app, {args.raster_duration_ms:g} ms presentations: {json.dumps(c)}")
     app.config.train_duration_ms = 50.0
     probe.before_drain.append(lambda: fill_accuracy_curve(app))
-    d = app_phase(probe, page, args.seconds)
+    d = app_phase(probe, tab, args.seconds)
     d["accuracy_points_on_page"] = len(app.sources["accuracy"].data["sample"])
     log(f"D the app, a long accuracy curve: {json.dumps(d)}")
     return {"summary": summary(a, a_loop, b, c, d),
@@ -513,13 +513,13 @@ def main():
               "seconds_per_phase": args.seconds, "rounds": args.rounds,
               "browser_priority": "as launched" if args.keep_browser_priority else "nice 0"}
     curve, stop_rss = [], threading.Event()
-    with served_tab(data, unboost=not args.keep_browser_priority) as (probe, page):
+    with served_tab(data, unboost=not args.keep_browser_priority) as (probe, tab):
         app = probe.app
         log("warm-up (compilation, first samples)")
-        app_phase(probe, page, 3)
+        app_phase(probe, tab, 3)
         threading.Thread(target=sample_rss, args=(curve, stop_rss), daemon=True).start()
         if not args.memory_only:
-            report.update(phases_a_to_d(args, probe, page))
+            report.update(phases_a_to_d(args, probe, tab))
             report["memory_short_run"] = memory_summary(curve)
 
         if args.minutes:
@@ -528,7 +528,7 @@ def main():
             app.start()
             report["long_run"] = []
             for minute in range(1, args.minutes + 1):
-                report["long_run"].append(dict(measure(probe, page, 60), minute=minute))
+                report["long_run"].append(dict(measure(probe, tab, 60), minute=minute))
                 log(f"L minute {minute}: {json.dumps(report['long_run'][-1])}")
             app.pause()
             report["memory_long_run"] = memory_summary(curve)
