@@ -103,6 +103,11 @@ class Config(param.Parameterized):
         doc="how (13) shrinks a hidden neuron's weights: by exp(-r) (stable), or by 1 - r (flips "
         "the weights' sign once r > 1; kept to reproduce METHOD.md's measurement)",
     )
+    weight_decay_layers = param.Selector(
+        default="hidden", objects=["hidden", "all"],
+        doc="layers whose weights (13) regularizes: the hidden ones (METHOD.md's reading) or the "
+        "output layer too (the paper's (13) is written for any layer l)",
+    )
     floor_fraction = param.Number(
         0.5, bounds=(0.0, 1.0), doc="threshold floor as a fraction of the initial threshold"
     )

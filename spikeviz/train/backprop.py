@@ -14,8 +14,8 @@ with SGD or ADAM, then the exponential weight regularization (13).  Decisions fr
   S_i = sum_j' w_j'i / Vth_j';
 - ADAM receives the (12) increments divided by the learning rate as its gradients;
 - the weight regularization multiplies a hidden neuron's weights by exp(-r_i),
-  r_i = eta_w lambda beta exp(beta (S_i - 1)), S_i = sum_j w_ij^2.  It is applied to every hidden
-  neuron every sample through a per-neuron ``scale`` (real weight = stored weight * scale), so
+  r_i = eta_w lambda beta exp(beta (S_i - 1)), S_i = sum_j w_ij^2 (the output layer's too with
+  ``decay_output``).  It is applied to every such neuron every sample through a per-neuron ``scale`` (real weight = stored weight * scale), so
   it costs O(N) instead of O(M N); the sums of squares are tracked incrementally in float64.
 """
 
@@ -48,6 +48,7 @@ class Hyper(NamedTuple):
     adam_dense: bool  # ADAM moments of every parameter decay each sample (else only used ones)
     wta_effective: bool  # errors through a WTA layer use the effective weights of (8)
     decay_exponential: bool  # weight regularization by exp(-r) (else by 1 - r)
+    decay_output: bool  # the output layer's weights are regularized too (else hidden only)
     beta1: float
     beta2: float
     eps: float
@@ -265,7 +266,7 @@ def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
 
 @jit
 def regularize_weights(state, layer, eta_w, lam, beta, exponential=True):
-    """Weight regularization (13) of a hidden layer; returns its loss term.
+    """Weight regularization (13) of a layer; returns its loss term.
 
     Each neuron's weights shrink by exp(-r_i), or by the first-order 1 - r_i, which changes
     their sign once r_i > 1 (METHOD.md measured that diverge).
@@ -343,7 +344,7 @@ def train_step(state, inputs, label, kappas, floors, hyper, adam, scratch):
         update_layer(state, inputs, layer, kappas[layer], hyper, adam, scratch, floors[layer])
     if hyper.adam and hyper.adam_dense:
         dense_adam(state, adam, hyper, scratch, floors)
-    for layer in range(n_layers - 1):
+    for layer in range(n_layers if hyper.decay_output else n_layers - 1):
         loss += regularize_weights(state, layer, hyper.eta_w, hyper.lam, hyper.beta,
                                    hyper.decay_exponential)
     return loss, predicted

@@ -109,6 +109,7 @@ class Trainer:
             adam=c.optimizer == "adam", adam_dense=c.adam_update == "dense",
             wta_effective=c.wta_error == "effective",
             decay_exponential=c.weight_decay == "exponential",
+            decay_output=c.weight_decay_layers == "all",
             beta1=c.adam_beta1, beta2=c.adam_beta2, eps=c.adam_eps,
         )
         if self.hyper.adam and self.adam.m_w.size == 0:

@@ -26,11 +26,11 @@ def make_hyper(**changes):
     values = dict(
         eta_w=0.01, eta_th=0.01, sigma=0.5, gamma=1.0, lam=0.0, beta=10.0, use_counts=False,
         all_outputs=True, adam=False, adam_dense=False, wta_effective=True,
-        decay_exponential=True, beta1=0.9, beta2=0.999, eps=1e-8,
+        decay_exponential=True, decay_output=False, beta1=0.9, beta2=0.999, eps=1e-8,
     )
     values.update(changes)
     flags = ("use_counts", "all_outputs", "adam", "adam_dense", "wta_effective",
-             "decay_exponential")
+             "decay_exponential", "decay_output")
     return backprop.Hyper(**{k: bool(v) if k in flags else float(v) for k, v in values.items()})
 
 
@@ -438,13 +438,18 @@ def test_thresholds_never_fall_below_the_floor():
 
 # --- 5. weight regularization (13) -------------------------------------------------------------
 
-def regularized_network(rng, sizes=(6, 4, 3)):
-    """Hidden neurons with sums of squared real weights around 1.1..1.3 and non-unit scales."""
+def regularized_network(rng, sizes=(6, 4, 3), output_too=False):
+    """Hidden neurons with sums of squared real weights around 1.1..1.3 and non-unit scales
+    (``output_too``: the output neurons' sums too, with unit scales)."""
     network = init_network(sizes, rng)
     w = network.weights[0]
     scale = rng.uniform(0.7, 1.4, sizes[1])
     target = rng.uniform(1.1, 1.3, sizes[1])
     w *= np.sqrt(target / np.sum(w.astype(np.float64) ** 2, axis=0)) / scale
+    if output_too:
+        w_out = network.weights[-1]
+        target = rng.uniform(1.1, 1.3, sizes[-1])
+        w_out *= np.sqrt(target / np.sum(w_out.astype(np.float64) ** 2, axis=0))
     sim = Simulator(network)  # tracked sums from the weights just set
     sim.state.scale[: sizes[1]] = scale
     return network, sim
@@ -537,29 +542,34 @@ def test_regularizer_gradient_and_its_first_order_agreement_with_the_decay():
     np.testing.assert_allclose(1.0 - ratio, r, rtol=2e-2)
 
 
-def test_train_step_regularizes_hidden_layers_only_and_adds_their_loss():
+@pytest.mark.parametrize("decay_output", [False, True])
+def test_train_step_regularizes_the_chosen_layers_and_adds_their_loss(decay_output):
     rng = np.random.default_rng(43)
-    network, sim = regularized_network(rng, (6, 4, 10))
+    network, sim = regularized_network(rng, (6, 4, 10), output_too=True)
     state = sim.state
     set_spikes(sim, rng)
     scale0 = state.scale.copy()
     eta_w, lam, beta, label = 0.01, 0.02, 10.0, 2
-    hyper = make_hyper(eta_w=eta_w, lam=lam, beta=beta)
+    hyper = make_hyper(eta_w=eta_w, lam=lam, beta=beta, decay_output=decay_output)
     adam, scratch = make_buffers(network)
     _, _, out_loss, _, _ = expected_output(state.counts[4:], state.thresholds[4:], label, True)
 
     loss, _ = backprop.train_step(state, sim.inputs, label, np.array([-0.4, -1.0]),
                                   np.zeros(2, np.float32), hyper, adam, scratch)
 
-    # S of each hidden neuron after the update (12), before the decay: old scale, new stored.
-    s = scale0[:4].astype(np.float64) ** 2 * np.sum(
-        stored_weights(state, 0).astype(np.float64) ** 2, axis=0
-    )
+    # S of each neuron after the update (12), before the decay: old scale, new stored.
+    regularized = 14 if decay_output else 4
+    s = np.concatenate([
+        scale0[layer_slice(state, layer)].astype(np.float64) ** 2
+        * np.sum(stored_weights(state, layer).astype(np.float64) ** 2, axis=0)
+        for layer in range(2)])[:regularized]
     growth = np.exp(beta * (s - 1.0))
     assert loss == pytest.approx(out_loss + np.sum(0.5 * lam * growth), rel=1e-6)
-    np.testing.assert_allclose(state.scale[:4], scale0[:4] * np.exp(-eta_w * lam * beta * growth),
+    np.testing.assert_allclose(state.scale[:regularized],
+                               scale0[:regularized] * np.exp(-eta_w * lam * beta * growth),
                                rtol=1e-6)
-    np.testing.assert_array_equal(state.scale[4:], scale0[4:])  # the output layer: no (13)
+    assert np.all(state.scale[:regularized] < scale0[:regularized])
+    np.testing.assert_array_equal(state.scale[regularized:], scale0[regularized:])
 
 
 # --- 6. bookkeeping of the tracked sums and the scale ------------------------------------------
