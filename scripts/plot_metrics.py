@@ -1,6 +1,7 @@
 """Learning curves of training runs, from their metrics.jsonl, as one PNG.
 
     python scripts/plot_metrics.py runs/adam-800 runs/sgd-800 --out docs/figures/curves.png
+    python scripts/plot_metrics.py docs/runs/adam-800.metrics.jsonl --out curves.png  # copies
 
 Needs matplotlib (``pip install -e .[docs]``).
 """
@@ -16,13 +17,19 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file backend)
 
 
 def read_metrics(run):
-    path = Path(run) / "metrics.jsonl"
+    """The epochs of a run directory, or of a copied ``<run>.metrics.jsonl`` file."""
+    path = Path(run) if Path(run).is_file() else Path(run) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_name(run):
+    return Path(run).name.removesuffix(".metrics.jsonl")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="run directories (spikeviz train --out)")
+    parser.add_argument("runs", nargs="+",
+                        help="run directories (spikeviz train --out) or their metrics.jsonl copies")
     parser.add_argument("--out", required=True, help="PNG file to write")
     parser.add_argument("--band", default="98.56,98.71",
                         help="the paper's accuracy band to shade, in percent ('' for none)")
@@ -32,7 +39,7 @@ def main():
     for run in args.runs:
         metrics = read_metrics(run)
         epochs = [m["epoch"] for m in metrics]
-        label = Path(run).name
+        label = run_name(run)
         test_ax.plot(epochs, [100 * m["test_accuracy"] for m in metrics], marker=".", label=label)
         train_ax.plot(epochs, [100 * m["train_accuracy"] for m in metrics], marker=".", label=label)
     if args.band:

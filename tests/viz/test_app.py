@@ -63,13 +63,14 @@ def test_steps_fill_the_raster_and_the_accuracy_curve(app):
 
 def test_kappa_changed_mid_run_applies_at_the_next_sample_and_is_marked(app):
     app.step(5)
-    assert app.trainer.kappas[0] == pytest.approx(-0.4)
+    before = app.config.kappa_hidden
+    assert app.trainer.kappas[0] == pytest.approx(before) and before != -0.8
     app.config.kappa_hidden = -0.8
     app.step(1)
     assert app.trainer.kappas[0] == pytest.approx(-0.8)
     app.drain()
     markers = app.sources["markers"].data
-    assert list(markers["text"]) == ["kappa_hidden -0.4 -> -0.8"]
+    assert list(markers["text"]) == [f"kappa_hidden {before:g} -> -0.8"]
     assert list(markers["sample"]) == [5]
 
 
