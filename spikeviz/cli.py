@@ -232,15 +232,21 @@ def cmd_train(args):
             return 3
     if stop.requested:
         trainer.save(last)
-        print(f"stopped; saved {last} at epoch {trainer.epoch + 1}, sample {trainer.position}; "
+        if trainer.history and "test_accuracy" not in trainer.history[-1]:
+            where = f"after training epoch {trainer.epoch}, during its test (--resume tests it)"
+        else:
+            where = f"at epoch {trainer.epoch + 1}, sample {trainer.position}"
+        print(f"stopped; saved {last} {where}; "
               f"continue with: spikeviz train --out {out} --resume")
         return 130
     return 0
 
 
 def _train_epochs(trainer, config, out, stop):
-    from spikeviz.train.checkpoint import write_atomically
-
+    if trainer.history and "test_accuracy" not in trainer.history[-1]:
+        # stopped (or killed) while testing the last epoch: its training was saved; test it now
+        if not _test_epoch(trainer, config, out, stop):
+            return
     while trainer.epoch < config.epochs:
         epoch = trainer.epoch + 1
         with tqdm(total=trainer.n_train, initial=trainer.position, unit="sample",
@@ -255,17 +261,40 @@ def _train_epochs(trainer, config, out, stop):
             bar.update(trainer.position - bar.n)
         if not finished:
             return
-        with tqdm(total=min(len(trainer.task.test_labels), config.test_samples or 10**9),
-                  unit="sample", desc="test", leave=False) as bar:
-            trainer_metrics = trainer.finish_epoch(evaluate=False)
-            trainer_metrics.update(trainer.evaluate(on_chunk=bar.update))
-        trainer.save(out / f"epoch-{epoch:03d}.npz")
-        trainer.save(out / "last.npz")
-        lines = "".join(json.dumps(m) + "\n" for m in trainer.history)
-        write_atomically(out / "metrics.jsonl", lambda file: file.write(lines.encode()))
-        print(f"epoch {epoch}: train {trainer_metrics['train_accuracy']:.4f} "
-              f"test {trainer_metrics['test_accuracy']:.4f} loss {trainer_metrics['loss']:.4f} "
-              f"{trainer_metrics['train_samples_per_s']:.0f} samples/s", flush=True)
+        trainer.finish_epoch(evaluate=False)
+        trainer.save(out / "last.npz")  # the epoch's training is safe before its (long) test
+        if not _test_epoch(trainer, config, out, stop):
+            return
+
+
+class _Stopped(Exception):
+    """Ctrl-C or SIGTERM during a test: the test is dropped, and redone on --resume."""
+
+
+def _test_epoch(trainer, config, out, stop):
+    """Test the epoch just trained, then write its checkpoint and metrics; False if stopped."""
+    from spikeviz.train.checkpoint import write_atomically
+
+    metrics = trainer.history[-1]
+    with tqdm(total=min(len(trainer.task.test_labels), config.test_samples or 10**9),
+              unit="sample", desc="test", leave=False) as bar:
+        def on_chunk(n_done):
+            bar.update(n_done)
+            if stop():
+                raise _Stopped
+        try:
+            metrics.update(trainer.evaluate(on_chunk=on_chunk))
+        except _Stopped:
+            return False
+    epoch = metrics["epoch"]
+    trainer.save(out / f"epoch-{epoch:03d}.npz")
+    trainer.save(out / "last.npz")
+    lines = "".join(json.dumps(m) + "\n" for m in trainer.history)
+    write_atomically(out / "metrics.jsonl", lambda file: file.write(lines.encode()))
+    print(f"epoch {epoch}: train {metrics['train_accuracy']:.4f} "
+          f"test {metrics['test_accuracy']:.4f} loss {metrics['loss']:.4f} "
+          f"{metrics['train_samples_per_s']:.0f} samples/s", flush=True)
+    return True
 
 
 class _stop_on_signals:

@@ -118,6 +118,38 @@ def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
     assert read_metrics(out)[0]["epoch"] == 1
 
 
+def test_a_stop_during_the_test_keeps_the_epoch_and_resume_tests_it(tmp_path, monkeypatch,
+                                                                     capsys):
+    """Ctrl-C while an epoch is being tested (minutes for a busy network): the epoch's training
+    is already saved, the test stops at once and --resume does it first, as if never stopped."""
+    straight = tmp_path / "straight"
+    assert main(["train", *SMALL, "--epochs", "2", "--out", str(straight)]) == 0
+
+    from spikeviz.train.trainer import Trainer
+    evaluate = Trainer.evaluate
+
+    def evaluate_after_ctrl_c(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the CLI's handler asks the run to stop
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate_after_ctrl_c)
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["train", *SMALL, "--epochs", "2", "--out", str(out)]) == 130
+    assert "during its test" in capsys.readouterr().out
+    assert (out / "last.npz").is_file()
+    assert not (out / "epoch-001.npz").exists() and not (out / "metrics.jsonl").exists()
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+
+    assert main(["train", "--out", str(out), "--resume"]) == 0
+
+    def without_speeds(metrics):
+        return [{k: v for k, v in m.items() if not k.endswith("_per_s")} for m in metrics]
+
+    assert [m["epoch"] for m in read_metrics(out)] == [1, 2]
+    assert without_speeds(read_metrics(out)) == without_speeds(read_metrics(straight))
+
+
 def test_a_list_of_negative_kappas_needs_no_equals_sign(tmp_path):
     out = tmp_path / "deep"
     argv = ["train", "--bundled", "--hidden", "40,30", "--wta", "-0.4,0", "--kappa-output", "-0.9",

@@ -65,7 +65,8 @@ def infer_samples(network, n_samples, sample, *, kappas, dynamics, seed, workers
     dynamics : kernels.Dynamics; its rho is ignored (no threshold regularization here)
     seed : int
     workers : int, threads to use; all available cores by default
-    on_chunk : callable(n_done), optional, called after each finished chunk (progress bars)
+    on_chunk : callable(n_done), optional, called after each finished chunk (progress bars);
+        an exception it raises stops the run after the chunks already started
 
     Returns
     -------
@@ -88,7 +89,12 @@ def infer_samples(network, n_samples, sample, *, kappas, dynamics, seed, workers
         return len(indices)
 
     with ThreadPoolExecutor(max_workers=workers or available_cores()) as pool:
-        for n_done in pool.map(run_chunk, chunks):
-            if on_chunk is not None:
-                on_chunk(n_done)
+        try:
+            for n_done in pool.map(run_chunk, chunks):
+                if on_chunk is not None:
+                    on_chunk(n_done)
+        except BaseException:
+            # on_chunk may raise to stop (Ctrl-C): drop the chunks not started, do not wait
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return counts
