@@ -15,8 +15,9 @@ with SGD or ADAM, then the exponential weight regularization (13).  Decisions fr
 - ADAM receives the (12) increments divided by the learning rate as its gradients;
 - the weight regularization multiplies a hidden neuron's weights by exp(-r_i),
   r_i = eta_w lambda beta exp(beta (S_i - 1)), S_i = sum_j w_ij^2 (the output layer's too with
-  ``decay_output``).  It is applied to every such neuron every sample through a per-neuron ``scale`` (real weight = stored weight * scale), so
-  it costs O(N) instead of O(M N); the sums of squares are tracked incrementally in float64.
+  ``decay_output``).  It is applied to every such neuron every sample through a per-neuron
+  ``scale`` (real weight = stored weight * scale), so it costs O(N) instead of O(M N); the sums
+  of squares are tracked incrementally in float64.
 """
 
 import math
