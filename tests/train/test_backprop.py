@@ -142,10 +142,10 @@ def recomputed_sums(state):
     return np.concatenate(sum_sq), np.concatenate(col_sum)
 
 
-def assert_sums_tracked(state):
+def assert_sums_tracked(state, rtol=1e-12):
     sum_sq, col_sum = recomputed_sums(state)
-    np.testing.assert_allclose(state.sum_sq, sum_sq, rtol=1e-12)
-    np.testing.assert_allclose(state.col_sum, col_sum, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(state.sum_sq, sum_sq, rtol=rtol)
+    np.testing.assert_allclose(state.col_sum, col_sum, rtol=rtol, atol=rtol)
 
 
 # --- 1. error normalization (11) with the WTA correction (8) -------------------------------------
@@ -616,7 +616,8 @@ def test_tracked_sums_follow_the_weight_boost_of_threshold_regularization(scaled
     assert np.sum(sim.state.counts) > 20
     boosted = np.any(stored_weights(sim.state, 0) != weights0[: 20 * 15].reshape(20, 15), axis=0)
     assert boosted.sum() >= 2  # floors were hit: whole columns rose
-    assert_sums_tracked(sim.state)
+    # A boost moves the sums in closed form, blind to the float32 rounding of each raised weight
+    assert_sums_tracked(sim.state, rtol=1e-6)
 
 
 # --- 7. ADAM ----------------------------------------------------------------------------------
