@@ -113,13 +113,15 @@ class Config(param.Parameterized):
     floor_fraction = param.Number(
         0.5, bounds=(0.0, 1.0), doc="threshold floor as a fraction of the initial threshold"
     )
-    # METHOD.md's 1.0 (each of the M weights rises by the whole blocked decrease) raises a neuron's
-    # drive M times more than the threshold decrease it replaces; in a layer without WTA many
-    # neurons fire on one event and the boost runs away (784-500-500-10: 16 spikes per neuron per
-    # sample in the second hidden layer). 0.01 won the screens in docs/results.md, "The weight boost".
+    # METHOD.md's 1 (each of the M weights rises by the whole blocked decrease) raises a neuron's
+    # drive M times more than the threshold decrease it replaces. With ADAM, 0.01 won: at 1 the
+    # boost runs away in a layer without WTA (784-300-300-10: 4 points behind after one epoch).
+    # SGD drifts toward silence instead, and 0.01 lets it (784-800-10: the hidden layer 10x
+    # quieter after three epochs): it keeps 1. Evidence: docs/results.md, "The weight boost".
     weight_boost = param.Number(
-        0.01, bounds=(0.0, 100.0),
-        doc="weight increment per unit of threshold decrease blocked at the floor (METHOD.md: 1)",
+        None, allow_None=True, bounds=(0.0, 100.0),
+        doc="weight increment per unit of threshold decrease blocked at the floor; "
+        "None: 0.01 for ADAM, 1 (METHOD.md) for SGD",
     )
 
     # --- run ---
@@ -141,7 +143,13 @@ class Config(param.Parameterized):
         from spikeviz.engine import make_dynamics  # here: the engine loads numba
 
         return make_dynamics(tau_mp_ms=self.tau_mp_ms, t_ref_ms=self.t_ref_ms, w_dyn0=self.w_dyn0,
-                             gamma=self.gamma, rho=rho, weight_boost=self.weight_boost)
+                             gamma=self.gamma, rho=rho, weight_boost=self.weight_boost_now())
+
+    def weight_boost_now(self):
+        """``weight_boost``, or its default for the optimizer when None."""
+        if self.weight_boost is not None:
+            return self.weight_boost
+        return 0.01 if self.optimizer == "adam" else 1.0
 
     def learning_rates(self, epoch):
         """(eta_w, eta_th, rho) in ``epoch`` (0-based), after the per-epoch decay."""

@@ -201,3 +201,15 @@ def test_schedules_follow_the_paper():
     # Unset learning rates follow the optimizer: Table 1 for SGD, the measured best for ADAM.
     assert Config(optimizer="sgd").learning_rates(0)[:2] == (0.002, pytest.approx(0.0002))
     assert Config(optimizer="adam").learning_rates(0)[:2] == (0.001, 0.001)
+
+
+def test_the_weight_boost_follows_the_optimizer_unless_set(digits):
+    assert Config(optimizer="adam").dynamics().weight_boost == pytest.approx(0.01)
+    assert Config(optimizer="sgd").dynamics().weight_boost == 1.0  # METHOD.md's
+    assert Config(optimizer="sgd", weight_boost=0.1).dynamics().weight_boost == pytest.approx(0.1)
+    trainer = Trainer(small_config(optimizer="adam"), digits)
+    trainer.train_sample()
+    assert trainer.dynamics.weight_boost == pytest.approx(0.01)
+    trainer.config.optimizer = "sgd"  # e.g. from the app, mid-run: the next sample uses SGD's
+    trainer.train_sample()
+    assert trainer.dynamics.weight_boost == 1.0
