@@ -1,6 +1,6 @@
 """Watch each layer of a network while it trains: activity, thresholds, weights, every K samples.
 
-    python scripts/watch_layers.py --set hidden=500,500 optimizer=sgd weight_boost=0.01 \\
+    python scripts/watch_layers.py --set hidden=500+500 optimizer=sgd weight_boost=0.01 \\
         --samples 6000 --every 500
 
 One line per K training samples: running accuracy; per layer the spikes per neuron per sample,
@@ -11,28 +11,23 @@ full epochs of `spikeviz train` show it.
 """
 
 import argparse
-import json
 import time
 
 import numpy as np
 
 from spikeviz.config import Config
 from spikeviz.data import load_mnist
+from spikeviz.sweep import parse_grid
 from spikeviz.train.trainer import Trainer
 
 
-def parse_settings(pairs):
-    """``name=value`` pairs as Config keywords: JSON values (numbers), else text; hidden=500,500."""
+def parse_settings(specs):
+    """``NAME=VALUE`` settings as Config keywords, written as one point of a sweep grid."""
     settings = {}
-    for pair in pairs:
-        name, _, value = pair.partition("=")
-        if name == "hidden":
-            settings[name] = [int(size) for size in value.split(",")]
-            continue
-        try:
-            settings[name] = json.loads(value)
-        except json.JSONDecodeError:
-            settings[name] = value
+    for name, values in parse_grid(specs).items():
+        if len(values) != 1:
+            raise SystemExit(f"{name}: one value, not {len(values)} (hidden layers: hidden=500+500)")
+        settings[name] = values[0]
     return settings
 
 
@@ -51,7 +46,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/mnist")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
-                        help="config settings, e.g. hidden=300,300 kappa_hidden=-0.2")
+                        help="config settings, e.g. hidden=300+300 kappa_hidden=-0.2")
     parser.add_argument("--samples", type=int, default=6000)
     parser.add_argument("--every", type=int, default=500)
     args = parser.parse_args()
