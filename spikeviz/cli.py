@@ -232,7 +232,7 @@ def cmd_train(args):
             return 3
     if stop.requested:
         trainer.save(last)
-        if trainer.history and "test_accuracy" not in trainer.history[-1]:
+        if _untested(trainer):
             where = f"after training epoch {trainer.epoch}, during its test (--resume tests it)"
         else:
             where = f"at epoch {trainer.epoch + 1}, sample {trainer.position}"
@@ -242,8 +242,13 @@ def cmd_train(args):
     return 0
 
 
+def _untested(trainer):
+    """Whether the last epoch was trained but its test was stopped (saved before the test)."""
+    return bool(trainer.history) and "test_accuracy" not in trainer.history[-1]
+
+
 def _train_epochs(trainer, config, out, stop):
-    if trainer.history and "test_accuracy" not in trainer.history[-1]:
+    if _untested(trainer):
         # stopped (or killed) while testing the last epoch: its training was saved; test it now
         if not _test_epoch(trainer, config, out, stop):
             return

@@ -94,7 +94,8 @@ def infer_samples(network, n_samples, sample, *, kappas, dynamics, seed, workers
                 if on_chunk is not None:
                     on_chunk(n_done)
         except BaseException:
-            # on_chunk may raise to stop (Ctrl-C): drop the chunks not started, do not wait
+            # on_chunk may raise to stop (Ctrl-C): drop the chunks not started; only the ones
+            # already running are waited for (a thread cannot be interrupted)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return counts
