@@ -69,9 +69,9 @@ def _remember_data(args, out):
     (out / DATA_SOURCE).write_text(json.dumps(source, indent=1) + "\n")
 
 
-def _recall_data(args, out):
-    """On --resume with no data option, use the data the run was started on."""
-    path = out / DATA_SOURCE
+def _recall_data(args, run_dir):
+    """On --resume or --from with no data option, use the data the run was started on."""
+    path = run_dir / DATA_SOURCE
     if args.data_dir or args.bundled or not path.is_file():
         return
     try:
@@ -80,8 +80,8 @@ def _recall_data(args, out):
         args.skip_bad = args.skip_bad or bool(source.get("skip_bad", False))
     except (ValueError, KeyError, TypeError) as error:
         raise SpikevizError(f"{path} is not a data record of spikeviz train ({error}): delete it "
-                            "and give --data-dir (or --bundled) with --resume") from None
-    print(f"resuming on the run's data: {args.data_dir or 'the bundled subset'}", flush=True)
+                            "and give --data-dir (or --bundled) with --resume or --from") from None
+    print(f"continuing on the run's data: {args.data_dir or 'the bundled subset'}", flush=True)
 
 
 def cmd_data(args):
@@ -205,20 +205,26 @@ def cmd_train(args):
 
     out = Path(args.out)
     last = out / "last.npz"
-    if args.resume:
+    if args.resume and args.start_from:
+        raise SpikevizError("give --resume (continue the run in --out) or --from CHECKPOINT (a new "
+                            "run in --out from another run's checkpoint), not both")
+    if not args.resume and last.exists():
+        raise SpikevizError(f"{out} already holds a run ({last}); continue it with --resume or "
+                            "choose another --out")
+    start = last if args.resume else Path(args.start_from) if args.start_from else None
+    if start:
         from spikeviz.train.checkpoint import load_checkpoint
 
-        _, meta = load_checkpoint(last)
-        config = Config.from_dict(meta["config"], source=f"{last} (config)")
+        _, meta = load_checkpoint(start)
+        config = Config.from_dict(meta["config"], source=f"{start} (config)")
+        if args.config:
+            config.update_from(Config.read(args.config), source=str(args.config))
         config.update_from(_overrides(args), source="command line")
-        _recall_data(args, out)
+        _recall_data(args, start.parent)
     else:
-        if last.exists():
-            raise SpikevizError(f"{out} already holds a run ({last}); continue it with --resume or "
-                                "choose another --out")
         config = _make_config(args)
     data = _load(args, config.dataset, config)
-    trainer = Trainer.resume(last, data, config) if args.resume else Trainer(config, data)
+    trainer = Trainer.resume(start, data, config) if start else Trainer(config, data)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "config.json")
     _remember_data(args, out)
@@ -384,6 +390,10 @@ def build_parser():
     train = commands.add_parser("train", help="train on spikes; checkpoints and metrics in --out")
     train.add_argument("--out", required=True, help="run directory: metrics.jsonl, checkpoints")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--from", dest="start_from", metavar="CHECKPOINT",
+                       help="start a new run in --out from another run's checkpoint (its network, "
+                       "optimizer state, settings and history), e.g. to change a setting from "
+                       "epoch 80 on: --from runs/x/epoch-080.npz --rho 4e-5")
     train.add_argument("--config", help="JSON file of settings (the same names as the options)")
     _add_data_options(train)
     _config_options(train)

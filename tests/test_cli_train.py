@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from spikeviz.cli import main
@@ -24,6 +25,10 @@ def no_user_data(monkeypatch, tmp_path):
 
 def read_metrics(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_speeds(metrics):
+    return [{k: v for k, v in m.items() if not k.endswith("_per_s")} for m in metrics]
 
 
 def test_train_writes_metrics_and_checkpoints_then_resumes_and_evaluates(tmp_path, capsys):
@@ -62,7 +67,7 @@ def test_resume_alone_reuses_the_data_the_run_started_on(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", *small, "--epochs", "2", "--resume"]) == 0
     printed = capsys.readouterr().out
-    assert f"resuming on the run's data: {data_dir.resolve()}" in printed
+    assert f"continuing on the run's data: {data_dir.resolve()}" in printed
     assert [m["epoch"] for m in read_metrics(out)] == [1, 2]
     assert read_metrics(out)[1]["test_samples"] == 80
 
@@ -76,6 +81,49 @@ def test_an_existing_run_is_not_overwritten(tmp_path, capsys):
     assert main(["train", *SMALL, "--out", str(out)]) == 0
     assert main(["train", *SMALL, "--out", str(out)]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_from_a_checkpoint_starts_a_new_run_that_continues_it(tmp_path, capsys):
+    """``--from`` forks a run: with no change it goes on exactly as ``--resume`` would (the
+    original run is untouched); a changed setting is kept in the new run, with the history."""
+    from spikeviz.train.checkpoint import load_checkpoint
+
+    original, resumed, fork, changed = (tmp_path / name for name in ("a", "b", "c", "d"))
+    assert main(["train", *SMALL, "--epochs", "1", "--out", str(original)]) == 0
+    for name in ("last.npz", "epoch-001.npz", "config.json", "data.json", "metrics.jsonl"):
+        (resumed / name).parent.mkdir(exist_ok=True)
+        (resumed / name).write_bytes((original / name).read_bytes())
+    assert main(["train", "--out", str(resumed), "--epochs", "2", "--resume"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(fork), "--epochs", "2",
+                 "--from", str(original / "epoch-001.npz")]) == 0
+    assert "continuing on the run's data: the bundled subset" in capsys.readouterr().out
+    assert not (original / "epoch-002.npz").exists()
+    a, _ = load_checkpoint(resumed / "epoch-002.npz")
+    b, _ = load_checkpoint(fork / "epoch-002.npz")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert without_speeds(read_metrics(fork)) == without_speeds(read_metrics(resumed))
+
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"rho": 4e-5, "lam": 0.01}))
+    assert main(["train", "--out", str(changed), "--epochs", "2", "--config", str(settings),
+                 "--lam", "0.02", "--from", str(original / "last.npz")]) == 0
+    saved = json.loads((changed / "config.json").read_text())
+    assert (saved["rho"], saved["lam"], saved["hidden"]) == (4e-5, 0.02, [60])
+    assert [m["epoch"] for m in read_metrics(changed)] == [1, 2]
+    assert read_metrics(changed)[0] == read_metrics(original)[0]
+    c, _ = load_checkpoint(changed / "epoch-002.npz")
+    assert not np.array_equal(c["thresholds"], a["thresholds"])  # the new rho took effect
+
+    capsys.readouterr()
+    assert main(["train", "--out", str(changed), "--from", str(original / "last.npz")]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "e"), "--resume",
+                 "--from", str(original / "last.npz")]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "e"),
+                 "--from", str(original / "epoch-009.npz")]) == 2
+    assert "epoch-009.npz does not exist" in capsys.readouterr().err
 
 
 def test_a_config_file_with_an_unknown_key_is_rejected(tmp_path, capsys):
