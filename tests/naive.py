@@ -51,7 +51,8 @@ def poisson_events(image, duration_ms, rng, rate_hz=5000.0, permutation=None):
 class NaiveLayer:
     def __init__(self, weights, thresholds, floor, scale=None):
         self.w = np.array(weights, dtype=F32)  # (M, N) stored, copied: the twin has its own network
-        self.th = np.array(thresholds, dtype=F32)
+        self.th = np.array(thresholds, dtype=F32)  # what the forward pass reads
+        self.exact = self.th.astype(np.float64)  # what training changes (kernels.move_threshold)
         self.floor = F32(floor)
         n = self.th.size
         self.scale = np.ones(n, F32) if scale is None else np.array(scale, dtype=F32)
@@ -174,16 +175,17 @@ def _receive(layer, index, source, t, kappa, dyn, spikes):
 
 
 def _regularize_thresholds(layer, fired, dyn):
-    """Sec. 5.2: fired thresholds rise by rho*N, then all fall by rho*Nw, down to the floor."""
-    rise, fall = F32(dyn.rho * layer.th.size), F32(dyn.rho * len(fired))
+    """Sec. 5.2: fired thresholds rise by rho*N, then all fall by rho*Nw, down to the floor;
+    in float64, the forward pass reading them rounded to float32."""
+    rise, fall = dyn.rho * layer.th.size, dyn.rho * len(fired)
     for j in fired:
-        layer.th[j] += rise
+        layer.exact[j] += rise
     for i in range(layer.th.size):
-        lowered = layer.th[i] - fall
+        lowered = layer.exact[i] - fall
         if lowered < layer.floor:
             blocked = min(fall, layer.floor - lowered)
-            layer.boost[i] += F32(dyn.weight_boost) * blocked / layer.scale[i]
-            layer.th[i] = layer.floor
-        else:
-            layer.th[i] = lowered
+            layer.boost[i] += F32(dyn.weight_boost * blocked / float(layer.scale[i]))  # in float64
+            lowered = np.float64(layer.floor)
+        layer.exact[i] = lowered
+        layer.th[i] = F32(lowered)
         layer.v[i] = min(max(layer.v[i], -layer.th[i]), layer.th[i])

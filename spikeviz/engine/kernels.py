@@ -53,6 +53,9 @@ class State(NamedTuple):
     weight_start: np.ndarray  # (L + 1,) int64
     neuron_start: np.ndarray  # (L + 1,) int64
     thresholds: np.ndarray  # (sum N_l,) float32, Vth
+    threshold_error: np.ndarray  # (sum N_l,) float64, what float32 could not hold of each Vth
+    #                              under training's small steps: Vth = thresholds + error (see
+    #                              move_threshold)
     potentials: np.ndarray  # (sum N_l,) float32, V
     gain: np.ndarray  # (sum N_l,) float32, scale * refractory dynamic weight w_dyn
     scale: np.ndarray  # (sum N_l,) float32, real weights = stored weights * scale (1 outside
@@ -307,17 +310,39 @@ def _make_refractory(refractory, n_refractory, layer_index, lo, neuron):
     n_refractory[layer_index] = n + 1
 
 
-@jit
-def _any_blocked(thresholds, fall, floor):
-    """Whether lowering every threshold by ``fall`` takes one below the floor (vectorized)."""
-    blocked = False
-    for i in range(thresholds.size):
-        blocked |= thresholds[i] - fall < floor
+@jit(inline="always")  # called per neuron: no call overhead
+def move_threshold(thresholds, error, i, amount, floor):
+    """Vth_i += amount, not below ``floor``; returns the part of a decrease the floor blocked.
+
+    Thresholds are float32 for the forward pass, but their training steps shrink with the
+    decaying rho and learning rates to a few float32 units of a threshold (rho * Nw is 3e-8 at
+    epoch 200, a float32 unit at 0.5 is 6e-8); rounding every step then biased them (the fall of
+    threshold regularization came out 0% to 196% of its size, depending on the threshold's binary
+    exponent), a drift larger than the learning signal late in a run. So the exact value is kept
+    as the float32 threshold plus a float64 ``error``, and steps of any size add up.
+    """
+    exact = np.float64(thresholds[i]) + error[i] + amount
+    blocked = 0.0
+    if exact < floor:
+        blocked = min(-amount, floor - exact)
+        exact = np.float64(floor)
+    thresholds[i] = np.float32(exact)
+    error[i] = exact - np.float64(thresholds[i])
     return blocked
 
 
 @jit
-def _regularize_thresholds(potentials, thresholds, scale, boost, floor, fired, rho, weight_boost):
+def _any_blocked(thresholds, error, fall, floor):
+    """Whether lowering every threshold by ``fall`` takes one below the floor (vectorized)."""
+    blocked = False
+    for i in range(thresholds.size):
+        blocked |= np.float64(thresholds[i]) + error[i] - fall < floor
+    return blocked
+
+
+@jit
+def _regularize_thresholds(potentials, thresholds, error, scale, boost, floor, fired, rho,
+                           weight_boost):
     """Threshold regularization (Sec. 5.2) after the neurons ``fired`` fired on one event.
 
     A decrease blocked at the floor is owed to the neuron's weights in ``boost`` (stored units:
@@ -325,24 +350,22 @@ def _regularize_thresholds(potentials, thresholds, scale, boost, floor, fired, r
     branch-free, vectorized pass.
     """
     th, v = thresholds, potentials
-    rise = np.float32(rho * th.size)
-    fall = np.float32(rho * fired.size)
+    rise = rho * th.size
+    fall = rho * fired.size
     for j in fired:
-        th[j] += rise
-    if not _any_blocked(th, fall, floor):
+        move_threshold(th, error, j, rise, -np.inf)
+    if not _any_blocked(th, error, fall, floor):
         for i in range(th.size):
-            lowered = th[i] - fall
-            th[i] = lowered
-            v[i] = min(max(v[i], -lowered), lowered)
+            exact = np.float64(th[i]) + error[i] - fall
+            th[i] = np.float32(exact)
+            error[i] = exact - np.float64(th[i])
+            v[i] = min(max(v[i], -th[i]), th[i])
         return
     for i in range(th.size):
-        lowered = th[i] - fall
-        if lowered < floor:
+        blocked = move_threshold(th, error, i, -fall, floor)
+        if blocked > 0.0:
             # The threshold stays at its floor; the weights take the blocked decrease instead.
-            boost[i] += np.float32(weight_boost) * min(fall, floor - lowered) / scale[i]
-            th[i] = floor
-        else:
-            th[i] = lowered
+            boost[i] += np.float32(weight_boost * blocked / scale[i])
         v[i] = min(max(v[i], -th[i]), th[i])
 
 
@@ -374,8 +397,9 @@ def _regularize_layer(state, layer_index, fired, dyn):
     """Threshold regularization of one layer (training only: slices are fine here)."""
     lo, hi = state.neuron_start[layer_index], state.neuron_start[layer_index + 1]
     _regularize_thresholds(
-        state.potentials[lo:hi], state.thresholds[lo:hi], state.scale[lo:hi], state.boost[lo:hi],
-        state.floor[layer_index], fired, dyn.rho, dyn.weight_boost,
+        state.potentials[lo:hi], state.thresholds[lo:hi], state.threshold_error[lo:hi],
+        state.scale[lo:hi], state.boost[lo:hi], state.floor[layer_index], fired, dyn.rho,
+        dyn.weight_boost,
     )
 
 

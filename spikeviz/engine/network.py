@@ -271,6 +271,7 @@ def _state(network):
         weight_start=network.weight_start,
         neuron_start=network.neuron_start,
         thresholds=network.flat_thresholds,
+        threshold_error=np.zeros(n),
         potentials=np.zeros(n, FLOAT),
         gain=np.ones(n, FLOAT),
         scale=np.ones(n, FLOAT),

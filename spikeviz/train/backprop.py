@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from spikeviz._jit import jit
+from spikeviz.engine.kernels import move_threshold
 
 
 #: Below this, a neuron's weight scale is folded into its weights (see _fold_neuron).
@@ -262,7 +263,7 @@ def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
             continue
         if lazy_adam:
             grad = _adam_direction(adam.m_th, adam.v_th, lo + i, grad, b1, b2, eps, c1, c2)
-        thresholds[lo + i] = max(thresholds[lo + i] - hyper.eta_th * grad, floor)
+        move_threshold(thresholds, state.threshold_error, lo + i, -hyper.eta_th * grad, floor)
 
 
 @jit
@@ -324,7 +325,8 @@ def dense_adam(state, adam, hyper, scratch, floors):
         for i in range(lo, hi):
             direction = _adam_direction(adam.m_th, adam.v_th, i, scratch.grad_th[i], hyper.beta1,
                                         hyper.beta2, hyper.eps, c1, c2)
-            state.thresholds[i] = max(state.thresholds[i] - hyper.eta_th * direction, floors[layer])
+            move_threshold(state.thresholds, state.threshold_error, i, -hyper.eta_th * direction,
+                           floors[layer])
             scratch.grad_th[i] = 0.0
 
 

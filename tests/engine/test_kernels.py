@@ -48,6 +48,8 @@ def assert_same_as_naive(network, events, end_ms, kappas, dyn, watch=(), scale=N
         np.testing.assert_array_equal(sim.traces(index), twin.trace)
         np.testing.assert_array_equal(sim.potentials(index), twin.v)
         np.testing.assert_array_equal(network.thresholds[index], twin.th)
+        error = sim.state.threshold_error[starts[index]:starts[index + 1]]
+        np.testing.assert_array_equal(network.thresholds[index] + error, twin.exact)
         np.testing.assert_array_equal(network.weights[index], twin.w)
     np.testing.assert_array_equal(sim.inputs.trace, x_trace)
     np.testing.assert_array_equal(sim.inputs.counts, x_counts)
@@ -91,6 +93,39 @@ def test_threshold_regularization_changes_the_network_as_the_twin_does():
     floors = network.threshold_floors
     assert all(th.min() >= floor for th, floor in zip(network.thresholds, floors))
     assert not np.array_equal(before.weights[0], network.weights[0])  # floor reached: boosted
+
+
+def test_threshold_regularization_cancels_out_with_steps_below_float32_resolution():
+    """Late in a run rho * Nw is about one float32 unit of a threshold or less: rounding each
+    step to float32 made the falls of Sec. 5.2 come out 0% to 200% of their size, by the
+    thresholds' binary exponent, and the layers drifted. Kept exact, rises and falls cancel."""
+    rng = np.random.default_rng(11)
+    network = busy_network(rng, (20, 15, 5))
+    network.threshold_floors[:] = 0.0  # nothing blocked: the sum of a layer's thresholds is kept
+    network.thresholds[0][:] = rng.uniform(0.3, 0.9, 15)  # on both sides of 0.5 (an exponent)
+    sim = Simulator(network)
+    exact = lambda: network.flat_thresholds.astype(np.float64) + sim.state.threshold_error
+    starts = network.neuron_start
+    layer_sums = lambda: [exact()[a:b].sum() for a, b in zip(starts[:-1], starts[1:])]
+    before = layer_sums()
+    dyn = make_dynamics(rho=2e-8)
+    sim.run(random_events(rng, 20, 3000, 600.0), 600.0, kappas=(-0.4, -1.0), dynamics=dyn)
+    assert sim.counts(0).sum() > 300  # many rises and falls
+    np.testing.assert_allclose(layer_sums(), before, rtol=0, atol=1e-12)
+
+
+def test_threshold_steps_far_below_float32_resolution_add_up():
+    from spikeviz.engine.kernels import move_threshold
+
+    thresholds, error = np.array([0.7], np.float32), np.zeros(1)
+    for _ in range(10_000):  # each step a sixth of a float32 unit at 0.7: alone, each is lost
+        move_threshold(thresholds, error, 0, -1e-8, 0.0)
+    assert thresholds[0] + error[0] == pytest.approx(np.float64(np.float32(0.7)) - 1e-4, abs=1e-11)
+    assert thresholds[0] == np.float32(thresholds[0] + error[0])  # the forward pass reads it
+    floor = np.float32(0.6)  # the engine's floors are float32
+    blocked = move_threshold(thresholds, error, 0, -0.2, floor)
+    assert thresholds[0] == floor and error[0] == 0.0
+    assert blocked == pytest.approx(floor - (np.float64(np.float32(0.7)) - 1e-4 - 0.2), abs=1e-11)
 
 
 def single_neuron(threshold, weight=1.0):
