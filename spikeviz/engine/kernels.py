@@ -332,11 +332,13 @@ def move_threshold(thresholds, error, i, amount, floor):
 
 
 @jit
-def _any_blocked(thresholds, error, fall, floor):
-    """Whether lowering every threshold by ``fall`` takes one below the floor (vectorized)."""
+def _may_block(thresholds, fall, floor):
+    """Whether lowering every threshold by ``fall`` may take one below the floor: a vectorized
+    float32 test, its margin wider than a threshold's float64 error (half a float32 unit)."""
+    limit = np.float32((np.float64(floor) + fall) * (1.0 + 2.0 ** -20))
     blocked = False
     for i in range(thresholds.size):
-        blocked |= np.float64(thresholds[i]) + error[i] - fall < floor
+        blocked |= thresholds[i] < limit
     return blocked
 
 
@@ -354,7 +356,7 @@ def _regularize_thresholds(potentials, thresholds, error, scale, boost, floor, f
     fall = rho * fired.size
     for j in fired:
         move_threshold(th, error, j, rise, -np.inf)
-    if not _any_blocked(th, error, fall, floor):
+    if not _may_block(th, fall, floor):
         for i in range(th.size):
             exact = np.float64(th[i]) + error[i] - fall
             th[i] = np.float32(exact)
