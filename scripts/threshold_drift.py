@@ -14,7 +14,6 @@ import numpy as np
 
 from spikeviz.config import Config
 from spikeviz.data import load_mnist
-from spikeviz.train import backprop
 from spikeviz.train.trainer import Trainer
 
 from watch_layers import parse_settings
@@ -25,24 +24,17 @@ def exact_thresholds(trainer):
     return state.thresholds.astype(np.float64) + state.threshold_error
 
 
-def train_sample_in_two_steps(trainer):
-    """``Trainer.train_sample`` with the thresholds read between its forward and backward pass;
-    returns (thresholds before, after the forward pass, after the backward pass, correct)."""
-    if trainer._stale:
-        trainer._compile_settings()
-    index = trainer.order[trainer.position]
-    label = int(trainer.task.train_labels[index])
-    events, end_ms = trainer.task.train_sample(index, trainer.duration_ms, trainer.event_rng)
-    before = exact_thresholds(trainer)
-    trainer.sim.run_checked(events.times_ms, events.channels, end_ms, trainer.kappas,
-                            trainer.dynamics)
-    forward = exact_thresholds(trainer)
-    _, predicted = backprop.train_step(
-        trainer.sim.state, trainer.sim.inputs, label, trainer.kappas,
-        trainer.network.threshold_floors, trainer.hyper, trainer.adam, trainer.scratch,
-    )
-    trainer.position += 1
-    return before, forward, exact_thresholds(trainer), predicted == label
+def read_around_the_forward_pass(trainer):
+    """Make the trainer's forward pass record the thresholds before and after it, in a dict."""
+    seen, forward_pass = {}, trainer.sim.run_checked
+
+    def recorded(*args):
+        seen["before"] = exact_thresholds(trainer)
+        forward_pass(*args)
+        seen["forward"] = exact_thresholds(trainer)
+
+    trainer.sim.run_checked = recorded
+    return seen
 
 
 def main():
@@ -62,6 +54,7 @@ def main():
     else:
         trainer = Trainer(Config(**settings), data)
     n_samples = min(args.samples, trainer.n_train - trainer.position)  # to the epoch's end
+    seen = read_around_the_forward_pass(trainer)
     starts = trainer.network.neuron_start
     layers = [slice(a, b) for a, b in zip(starts[:-1], starts[1:])]
     forward_sum, backward_sum = np.zeros(len(layers)), np.zeros(len(layers))
@@ -69,8 +62,9 @@ def main():
     print("samples, running accuracy; per layer: mean threshold, its total change in the forward "
           "pass and in the backward pass since the start")
     for sample in range(1, n_samples + 1):
-        before, forward, after, right = train_sample_in_two_steps(trainer)
-        correct += right
+        label, predicted, _ = trainer.train_sample()
+        correct += predicted == label
+        before, forward, after = seen["before"], seen["forward"], exact_thresholds(trainer)
         for k, layer in enumerate(layers):
             forward_sum[k] += (forward[layer] - before[layer]).mean()
             backward_sum[k] += (after[layer] - forward[layer]).mean()

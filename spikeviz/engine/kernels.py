@@ -326,9 +326,15 @@ def move_threshold(thresholds, error, i, amount, floor):
     if exact < floor:
         blocked = min(-amount, floor - exact)
         exact = np.float64(floor)
+    _hold(thresholds, error, i, exact)
+    return blocked
+
+
+@jit(inline="always")  # called per neuron: no call overhead
+def _hold(thresholds, error, i, exact):
+    """Store the exact value of threshold i: its float32 rounding, and the rest as its error."""
     thresholds[i] = np.float32(exact)
     error[i] = exact - np.float64(thresholds[i])
-    return blocked
 
 
 @jit
@@ -358,9 +364,7 @@ def _regularize_thresholds(potentials, thresholds, error, scale, boost, floor, f
         move_threshold(th, error, j, rise, -np.inf)
     if not _may_block(th, fall, floor):
         for i in range(th.size):
-            exact = np.float64(th[i]) + error[i] - fall
-            th[i] = np.float32(exact)
-            error[i] = exact - np.float64(th[i])
+            _hold(th, error, i, np.float64(th[i]) + error[i] - fall)
             v[i] = min(max(v[i], -th[i]), th[i])
         return
     for i in range(th.size):
