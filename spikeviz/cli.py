@@ -360,7 +360,7 @@ def cmd_sweep(args):
 def cmd_evaluate(args):
     from spikeviz.engine.batch import infer_samples
     from spikeviz.train.tasks import make_task
-    from spikeviz.train.trainer import TEST_SEED_OFFSET, Trainer, predictions
+    from spikeviz.train.trainer import TEST_SEED_OFFSET, Trainer, score_counts
 
     network, config, meta = Trainer.from_checkpoint_network(args.checkpoint)
     data = _load(args, config.dataset, config)
@@ -376,9 +376,11 @@ def cmd_evaluate(args):
                                dynamics=dynamics, seed=config.seed + TEST_SEED_OFFSET,
                                workers=args.workers, on_chunk=bar.update)
     seconds = time.perf_counter() - start
-    accuracy = float((predictions(counts) == task.test_labels[:n]).mean())
-    print(f"test accuracy {accuracy:.4f} on {n} samples ({n / seconds:.0f} samples/s); "
-          f"checkpoint of epoch {meta['epoch']}, sample {meta['position']}")
+    outcome = score_counts(counts, task.test_labels[:n])
+    print(f"test accuracy {outcome['test_accuracy']:.4f} on {n} samples ({n / seconds:.0f} "
+          f"samples/s); checkpoint of epoch {meta['epoch']}, sample {meta['position']}\n"
+          f"counted as errors: {outcome['test_tied_fraction']:.2%} tied maximum, "
+          f"{outcome['test_no_output_fraction']:.2%} no output spike")
 
 
 def build_parser():

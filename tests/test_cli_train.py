@@ -36,7 +36,8 @@ def test_train_writes_metrics_and_checkpoints_then_resumes_and_evaluates(tmp_pat
     assert main(["train", *SMALL, "--epochs", "1", "--out", str(out)]) == 0
     (first,) = read_metrics(out)
     for key in ("epoch", "train_accuracy", "test_accuracy", "loss", "train_samples_per_s",
-                "test_samples_per_s", "dead_fraction"):
+                "test_samples_per_s", "dead_fraction", "test_tied_fraction",
+                "test_no_output_fraction"):
         assert key in first
     assert 0 <= first["test_accuracy"] <= 1 and first["epoch"] == 1
     assert (out / "epoch-001.npz").is_file() and (out / "last.npz").is_file()
@@ -48,7 +49,8 @@ def test_train_writes_metrics_and_checkpoints_then_resumes_and_evaluates(tmp_pat
 
     capsys.readouterr()
     assert main(["evaluate", str(out / "last.npz"), "--bundled", "--test-samples", "50"]) == 0
-    assert "test accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "tied maximum" in printed and "no output spike" in printed
 
 
 def test_resume_alone_reuses_the_data_the_run_started_on(tmp_path, capsys):

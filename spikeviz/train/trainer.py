@@ -42,6 +42,16 @@ def predictions(counts):
     return np.where((top > 0) & (winners == 1), counts.argmax(axis=1), -1)
 
 
+def score_counts(counts, labels):
+    """Accuracy of output counts against labels, and the fractions of samples that count as
+    errors without a wrong winner: a tied maximum, or no output spike at all."""
+    top = counts.max(axis=1)
+    tied = (top > 0) & ((counts == top[:, None]).sum(axis=1) > 1)
+    return {"test_accuracy": float(np.mean(predictions(counts) == labels)),
+            "test_tied_fraction": float(np.mean(tied)),
+            "test_no_output_fraction": float(np.mean(top == 0))}
+
+
 class Trainer:
     """Trains a network with the paper's method.
 
@@ -219,9 +229,10 @@ class Trainer:
             workers=workers, on_chunk=on_chunk,
         )
         seconds = time.perf_counter() - start
-        self.last_test = (counts, np.asarray(self.task.test_labels[:n]))
-        accuracy = float(np.mean(predictions(counts) == self.task.test_labels[:n]))
-        return {"test_accuracy": accuracy, "test_samples": n, "test_samples_per_s": n / seconds}
+        labels = np.asarray(self.task.test_labels[:n])
+        self.last_test = (counts, labels)
+        return {**score_counts(counts, labels), "test_samples": n,
+                "test_samples_per_s": n / seconds}
 
     def kappas_now(self):
         if self._stale:

@@ -8,7 +8,7 @@ import pytest
 from spikeviz.config import Config
 from spikeviz.data import load_mnist
 from spikeviz.errors import ConfigError
-from spikeviz.train.trainer import DivergenceError, Trainer, predictions
+from spikeviz.train.trainer import DivergenceError, Trainer, predictions, score_counts
 
 TIMING = ("train_samples_per_s", "test_samples_per_s")
 
@@ -176,6 +176,13 @@ def test_exploding_learning_rates_are_caught(digits):
 def test_predictions_count_ties_and_silence_as_errors():
     counts = np.array([[0, 3, 1], [2, 2, 0], [0, 0, 0], [5, 0, 1]])
     assert predictions(counts).tolist() == [1, -1, -1, 0]
+
+
+def test_the_score_says_which_errors_were_ties_and_silence():
+    counts = np.array([[0, 3, 1], [2, 2, 0], [0, 0, 0], [5, 0, 1], [0, 1, 4]])
+    score = score_counts(counts, np.array([1, 0, 2, 0, 1]))
+    assert score == {"test_accuracy": 0.4, "test_tied_fraction": 0.2,
+                     "test_no_output_fraction": 0.2}
 
 
 def test_a_checkpoint_of_another_network_is_rejected(digits, tmp_path):
