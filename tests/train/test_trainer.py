@@ -219,12 +219,14 @@ def test_schedules_follow_the_paper():
     config = Config(hidden=[500, 500], eta_w=0.004, rho=1e-4, optimizer="sgd", kappa_hidden=-0.4)
     eta_w, eta_th, rho = config.learning_rates(35)
     assert eta_w == pytest.approx(0.004 * np.exp(-1)) and rho == pytest.approx(1e-4 * np.exp(-1))
-    assert eta_th == pytest.approx(0.1 * eta_w)
+    assert eta_th == pytest.approx(10 * eta_w)
     assert config.duration_ms(0) == 200.0 and config.duration_ms(1) == 50.0
     assert Config(hidden=[800]).duration_ms(0) == 50.0
     assert config.kappas() == [-0.4, 0.0, -1.0]  # no WTA in the second hidden layer
-    # Unset learning rates follow the optimizer: Table 1 for SGD, the measured best for ADAM.
-    assert Config(optimizer="sgd").learning_rates(0)[:2] == (0.002, pytest.approx(0.0002))
+    # Unset learning rates follow the optimizer: Table 1's eta_w for SGD with a threshold rate
+    # that lets the thresholds learn (docs/results.md), the measured best for ADAM.
+    assert Config(optimizer="sgd").learning_rates(0)[:2] == (0.002, pytest.approx(0.02))
+    assert Config(optimizer="sgd", eta_th=0.0002).learning_rates(0)[1] == 0.0002
     assert Config(optimizer="adam").learning_rates(0)[:2] == (0.001, 0.001)
 
 
