@@ -29,6 +29,9 @@ TEST_SEED_OFFSET = 2**31
 #: A neuron's sum of squared weights is about 1 at initialization (eq. (10)) and the regularizer
 #: (13) holds hidden ones near it; ten thousand times that is an explosion, not learning.
 EXPLODED_SUM_SQ = 1e4
+# An epoch whose samples (nearly) all end without an output spike: the network fell silent (a
+# deep SGD run that collapsed kept a few early spikes per layer, so no layer was wholly dead).
+SILENT_EPOCH_FRACTION = 0.99
 
 
 class DivergenceError(SpikevizError):
@@ -281,6 +284,13 @@ class Trainer:
                         f"every neuron of layer {layer} stayed silent for a whole epoch: lower "
                         f"alpha (now {self.config.alpha}) or raise rate_hz (now {self.config.rate_hz})"
                     )
+            silent = self.tally["silent"] / self.tally["samples"]
+            if silent >= SILENT_EPOCH_FRACTION:
+                raise DivergenceError(
+                    f"the network fell silent: {silent:.2%} of the samples of epoch "
+                    f"{self.epoch + 1} ended with no output spike; lower eta_w (now "
+                    f"{self.hyper.eta_w:g}) or weight_boost (now {self.dynamics.weight_boost:g})"
+                )
 
     # --- checkpoints ---
     def save(self, path):

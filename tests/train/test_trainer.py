@@ -164,6 +164,16 @@ def test_a_layer_silent_for_a_whole_epoch_stops_the_run(digits):
         trainer.finish_epoch()
 
 
+def test_an_epoch_without_output_spikes_stops_the_run(digits):
+    """Every layer kept some spikes (none wholly dead), but no sample reached an output spike."""
+    trainer = Trainer(small_config(train_samples=50), digits)
+    trainer.train_epoch()
+    assert max(trainer.firing_statistics()["dead_fraction"]) < 1.0
+    trainer.tally["silent"] = trainer.tally["samples"]
+    with pytest.raises(DivergenceError, match="fell silent: 100.00% of the samples of epoch 1.*eta_w"):
+        trainer.finish_epoch()
+
+
 def test_exploding_learning_rates_are_caught(digits):
     trainer = Trainer(small_config(optimizer="sgd", eta_w=1.0, eta_th=0.0, rho=0.0, lam=0.0,
                                     train_samples=300),
