@@ -40,7 +40,9 @@ def main():
         metrics = read_metrics(run)
         epochs = [m["epoch"] for m in metrics]
         label = run_name(run)
-        test_ax.plot(epochs, [100 * m["test_accuracy"] for m in metrics], marker=".", label=label)
+        tested = [m for m in metrics if "test_accuracy" in m]  # runs with --test-every skip some
+        test_ax.plot([m["epoch"] for m in tested], [100 * m["test_accuracy"] for m in tested],
+                     marker=".", label=label)
         train_ax.plot(epochs, [100 * m["train_accuracy"] for m in metrics], marker=".", label=label)
     if args.band:
         low, high = (float(v) for v in args.band.split(","))

@@ -250,7 +250,8 @@ def cmd_train(args):
 
 def _untested(trainer):
     """Whether the last epoch was trained but its test was stopped (saved before the test)."""
-    return bool(trainer.history) and "test_accuracy" not in trainer.history[-1]
+    last = trainer.history[-1] if trainer.history else {}
+    return bool(last) and "test_accuracy" not in last and not last.get("test_skipped")
 
 
 def _train_epochs(trainer, config, out, stop):
@@ -273,6 +274,10 @@ def _train_epochs(trainer, config, out, stop):
         if not finished:
             return
         trainer.finish_epoch(evaluate=False)
+        if not config.tests_epoch(epoch):
+            trainer.history[-1]["test_skipped"] = True
+            _record_epoch(trainer, out)
+            continue
         trainer.save(out / "last.npz")  # the epoch's training is safe before its (long) test
         if not _test_epoch(trainer, config, out, stop):
             return
@@ -284,8 +289,6 @@ class _Stopped(Exception):
 
 def _test_epoch(trainer, config, out, stop):
     """Test the epoch just trained, then write its checkpoint and metrics; False if stopped."""
-    from spikeviz.train.checkpoint import write_atomically
-
     metrics = trainer.history[-1]
     with tqdm(total=min(len(trainer.task.test_labels), config.test_samples or 10**9),
               unit="sample", desc="test", leave=False) as bar:
@@ -297,15 +300,24 @@ def _test_epoch(trainer, config, out, stop):
             metrics.update(trainer.evaluate(on_chunk=on_chunk))
         except _Stopped:
             return False
+    _record_epoch(trainer, out)
+    return True
+
+
+def _record_epoch(trainer, out):
+    """The epoch's checkpoint, the run's last checkpoint and metrics.jsonl, and a line."""
+    from spikeviz.train.checkpoint import write_atomically
+
+    metrics = trainer.history[-1]
     epoch = metrics["epoch"]
     trainer.save(out / f"epoch-{epoch:03d}.npz")
     trainer.save(out / "last.npz")
     lines = "".join(json.dumps(m) + "\n" for m in trainer.history)
     write_atomically(out / "metrics.jsonl", lambda file: file.write(lines.encode()))
-    print(f"epoch {epoch}: train {metrics['train_accuracy']:.4f} "
-          f"test {metrics['test_accuracy']:.4f} loss {metrics['loss']:.4f} "
-          f"{metrics['train_samples_per_s']:.0f} samples/s", flush=True)
-    return True
+    test = (f"test {metrics['test_accuracy']:.4f}" if "test_accuracy" in metrics
+            else "not tested (test_every)")
+    print(f"epoch {epoch}: train {metrics['train_accuracy']:.4f} {test} "
+          f"loss {metrics['loss']:.4f} {metrics['train_samples_per_s']:.0f} samples/s", flush=True)
 
 
 class _stop_on_signals:

@@ -129,6 +129,15 @@ class Config(param.Parameterized):
     epochs = param.Integer(1, bounds=(1, None), doc="passes over the training set")
     train_samples = param.Integer(None, allow_None=True, bounds=(1, None), doc="training subset; None: all")
     test_samples = param.Integer(None, allow_None=True, bounds=(1, None), doc="test subset; None: all")
+    test_every = param.Integer(
+        1, bounds=(1, None),
+        doc="test after every N-th epoch only (the test never changes training; each epoch is "
+        "still checkpointed), and after each of the last test_last epochs",
+    )
+    test_last = param.Integer(
+        20, bounds=(0, None),
+        doc="epochs at the end that are all tested whatever test_every (Table 2 averages 181-200)",
+    )
     seed = param.Integer(0, bounds=(0, None), doc="seed of weights, sample order and input events")
     permute_pixels = param.Boolean(False, doc="feed pixels through a fixed random permutation (PI-MNIST)")
 
@@ -165,6 +174,10 @@ class Config(param.Parameterized):
             # over the first 12 epochs of 784-800-10 (docs/results.md).
             eta_th = eta_w if adam else 10 * eta_w
         return eta_w * decay, eta_th * decay, self.rho * decay
+
+    def tests_epoch(self, epoch):
+        """Whether a run tests after ``epoch`` (1-based): see ``test_every`` and ``test_last``."""
+        return epoch % self.test_every == 0 or epoch > self.epochs - self.test_last
 
     def duration_ms(self, epoch):
         """Training presentation length in ``epoch`` (0-based)."""

@@ -128,6 +128,32 @@ def test_from_a_checkpoint_starts_a_new_run_that_continues_it(tmp_path, capsys):
     assert "epoch-009.npz does not exist" in capsys.readouterr().err
 
 
+def test_test_every_skips_tests_but_changes_no_training(tmp_path, capsys):
+    """``--test-every 3 --test-last 1``: over 4 epochs only epochs 3 and 4 are tested (also
+    across a --resume after a skipped epoch); every epoch is checkpointed, the skipped ones are
+    marked, and the network and training metrics are those of a run tested after every epoch."""
+    from spikeviz.train.checkpoint import load_checkpoint
+
+    every, sparse = tmp_path / "every", tmp_path / "sparse"
+    assert main(["train", *SMALL, "--epochs", "4", "--out", str(every)]) == 0
+    assert main(["train", *SMALL, "--epochs", "1", "--test-every", "3", "--test-last", "0",
+                 "--out", str(sparse)]) == 0
+    assert "not tested" in capsys.readouterr().out
+    assert main(["train", "--out", str(sparse), "--epochs", "4", "--test-last", "1",
+                 "--resume"]) == 0
+    metrics, reference = read_metrics(sparse), read_metrics(every)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]
+    assert ["test_accuracy" in m for m in metrics] == [False, False, True, True]
+    assert [m.get("test_skipped", False) for m in metrics] == [True, True, False, False]
+    for m, ref in zip(without_speeds(metrics), without_speeds(reference)):
+        assert {k: v for k, v in m.items() if k != "test_skipped"} == (
+            ref if "test_accuracy" in m else {k: v for k, v in ref.items() if "test" not in k})
+    for epoch in (1, 2, 4):
+        a, _ = load_checkpoint(sparse / f"epoch-{epoch:03d}.npz")
+        b, _ = load_checkpoint(every / f"epoch-{epoch:03d}.npz")
+        assert all(np.array_equal(a[k], b[k]) for k in b)
+
+
 def test_a_config_file_with_an_unknown_key_is_rejected(tmp_path, capsys):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"kappa_hiden": -0.4}))
