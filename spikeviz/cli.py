@@ -375,6 +375,8 @@ def cmd_evaluate(args):
     from spikeviz.train.trainer import TEST_SEED_OFFSET, Trainer, score_counts
 
     network, config, meta = Trainer.from_checkpoint_network(args.checkpoint)
+    if args.test_duration_ms is not None:
+        config.update_from({"test_duration_ms": args.test_duration_ms}, source="command line")
     data = _load(args, config.dataset, config)
     task = make_task(config, data)
     if task.n_inputs != network.sizes[0]:
@@ -389,7 +391,8 @@ def cmd_evaluate(args):
                                workers=args.workers, on_chunk=bar.update)
     seconds = time.perf_counter() - start
     outcome = score_counts(counts, task.test_labels[:n])
-    print(f"test accuracy {outcome['test_accuracy']:.4f} on {n} samples ({n / seconds:.0f} "
+    print(f"test accuracy {outcome['test_accuracy']:.4f} on {n} samples, "
+          f"{config.test_duration_ms:g} ms presentations ({n / seconds:.0f} "
           f"samples/s); checkpoint of epoch {meta['epoch']}, sample {meta['position']}\n"
           f"counted as errors: {outcome['test_tied_fraction']:.2%} tied maximum, "
           f"{outcome['test_no_output_fraction']:.2%} no output spike")
@@ -440,6 +443,8 @@ def build_parser():
     evaluate = commands.add_parser("evaluate", help="test accuracy of a checkpoint")
     evaluate.add_argument("checkpoint")
     evaluate.add_argument("--test-samples", type=int, default=None)
+    evaluate.add_argument("--test-duration-ms", type=float, default=None,
+                          help="presentation length (default: the run's test_duration_ms)")
     evaluate.add_argument("--workers", type=int, default=None)
     _add_data_options(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)

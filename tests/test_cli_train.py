@@ -51,6 +51,19 @@ def test_train_writes_metrics_and_checkpoints_then_resumes_and_evaluates(tmp_pat
     assert main(["evaluate", str(out / "last.npz"), "--bundled", "--test-samples", "50"]) == 0
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "tied maximum" in printed and "no output spike" in printed
+    assert "200 ms presentations" in printed  # the run's test_duration_ms
+
+    def silent_share(text):
+        return float(text.split("tied maximum, ")[1].split("%")[0])
+
+    assert main(["evaluate", str(out / "last.npz"), "--bundled", "--test-samples", "50",
+                 "--test-duration-ms", "4"]) == 0
+    brief = capsys.readouterr().out
+    assert "4 ms presentations" in brief
+    assert silent_share(brief) > silent_share(printed)  # 20 input events leave the output quiet
+    assert main(["evaluate", str(out / "last.npz"), "--bundled",
+                 "--test-duration-ms", "0"]) == 2
+    assert "test_duration_ms" in capsys.readouterr().err
 
 
 def test_resume_alone_reuses_the_data_the_run_started_on(tmp_path, capsys):
