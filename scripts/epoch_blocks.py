@@ -13,8 +13,8 @@ from pathlib import Path
 
 
 def read_metrics(run):
-    path = Path(run)
-    path = path / "metrics.jsonl" if path.is_dir() else path
+    """The epochs of a run directory, or of a copied ``<run>.metrics.jsonl`` file."""
+    path = Path(run) if Path(run).is_file() else Path(run) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

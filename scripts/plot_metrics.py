@@ -7,7 +7,6 @@ Needs matplotlib (``pip install -e .[docs]``).
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -15,11 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file backend)
 
-
-def read_metrics(run):
-    """The epochs of a run directory, or of a copied ``<run>.metrics.jsonl`` file."""
-    path = Path(run) if Path(run).is_file() else Path(run) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+from epoch_blocks import read_metrics  # noqa: E402  (scripts/ is on the path when a script runs)
 
 
 def run_name(run):
