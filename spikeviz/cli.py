@@ -377,6 +377,12 @@ def cmd_evaluate(args):
     network, config, meta = Trainer.from_checkpoint_network(args.checkpoint)
     if args.test_duration_ms is not None:
         config.update_from({"test_duration_ms": args.test_duration_ms}, source="command line")
+    if args.rate_hz is not None:
+        if config.dataset != "mnist":
+            raise SpikevizError("--rate-hz sets the Poisson input rate of MNIST digits; "
+                                f"{args.checkpoint} was trained on {config.dataset} recordings, "
+                                "whose events are their own")
+        config.update_from({"rate_hz": args.rate_hz}, source="command line")
     data = _load(args, config.dataset, config)
     task = make_task(config, data)
     if task.n_inputs != network.sizes[0]:
@@ -392,10 +398,15 @@ def cmd_evaluate(args):
     seconds = time.perf_counter() - start
     outcome = score_counts(counts, task.test_labels[:n])
     print(f"test accuracy {outcome['test_accuracy']:.4f} on {n} samples, "
-          f"{config.test_duration_ms:g} ms presentations ({n / seconds:.0f} "
+          f"{config.test_duration_ms:g} ms presentations{_input_rate(config)} ({n / seconds:.0f} "
           f"samples/s); checkpoint of epoch {meta['epoch']}, sample {meta['position']}\n"
           f"counted as errors: {outcome['test_tied_fraction']:.2%} tied maximum, "
           f"{outcome['test_no_output_fraction']:.2%} no output spike")
+
+
+def _input_rate(config):
+    """The input rate for evaluate's summary line; N-MNIST recordings have none to set."""
+    return f" at {config.rate_hz:g} input events/s" if config.dataset == "mnist" else ""
 
 
 def build_parser():
@@ -445,6 +456,9 @@ def build_parser():
     evaluate.add_argument("--test-samples", type=int, default=None)
     evaluate.add_argument("--test-duration-ms", type=float, default=None,
                           help="presentation length (default: the run's test_duration_ms)")
+    evaluate.add_argument("--rate-hz", type=float, default=None,
+                          help="MNIST: input events per second per digit (default: the run's "
+                          "rate_hz, the rate it was trained at)")
     evaluate.add_argument("--workers", type=int, default=None)
     _add_data_options(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)

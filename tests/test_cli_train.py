@@ -65,6 +65,15 @@ def test_train_writes_metrics_and_checkpoints_then_resumes_and_evaluates(tmp_pat
                  "--test-duration-ms", "0"]) == 2
     assert "test_duration_ms" in capsys.readouterr().err
 
+    assert "at 5000 input events/s" in printed  # the run's rate_hz
+    assert main(["evaluate", str(out / "last.npz"), "--bundled", "--test-samples", "50",
+                 "--rate-hz", "100"]) == 0
+    sparse = capsys.readouterr().out
+    assert "200 ms presentations at 100 input events/s" in sparse
+    assert silent_share(sparse) > silent_share(printed)  # 20 input events instead of 1,000
+    assert main(["evaluate", str(out / "last.npz"), "--bundled", "--rate-hz", "0"]) == 2
+    assert "rate_hz" in capsys.readouterr().err
+
 
 def test_resume_alone_reuses_the_data_the_run_started_on(tmp_path, capsys):
     """``spikeviz train --out DIR --resume`` with no data option: the run's own data directory,
@@ -268,6 +277,9 @@ def test_nmnist_trains_resumes_and_evaluates_on_the_real_recordings(tmp_path, ca
     assert main(["evaluate", str(out / "last.npz"), "--data-dir", str(SHARED_NMNIST),
                  "--test-samples", "40"]) == 0
     assert "test accuracy" in capsys.readouterr().out
+    assert main(["evaluate", str(out / "last.npz"), "--data-dir", str(SHARED_NMNIST),
+                 "--rate-hz", "6450"]) == 2
+    assert "--rate-hz sets the Poisson input rate of MNIST digits" in capsys.readouterr().err
 
 
 def test_nmnist_without_recordings_trains_on_emulated_ones(tmp_path, capsys):
