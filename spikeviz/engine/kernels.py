@@ -60,8 +60,6 @@ class State(NamedTuple):
     gain: np.ndarray  # (sum N_l,) float32, scale * refractory dynamic weight w_dyn
     scale: np.ndarray  # (sum N_l,) float32, real weights = stored weights * scale (1 outside
     #                    training; the weight regularization shrinks it, see train.backprop)
-    scale_error: np.ndarray  # (sum N_l,) float64, what float32 could not hold of each scale:
-    #                          the regularizer's late shrinks are below a float32 unit
     sum_sq: np.ndarray  # (sum N_l,) float64, sum of the squared stored weights of each neuron
     #                     (np.float64(x), not float(x): numba keeps float(float32) in float32)
     col_sum: np.ndarray  # (sum N_l,) float64, sum of the stored weights of each neuron
@@ -328,16 +326,15 @@ def move_threshold(thresholds, error, i, amount, floor):
     if exact < floor:
         blocked = min(-amount, floor - exact)
         exact = np.float64(floor)
-    hold_exact(thresholds, error, i, exact)
+    _hold(thresholds, error, i, exact)
     return blocked
 
 
 @jit(inline="always")  # called per neuron: no call overhead
-def hold_exact(values, error, i, exact):
-    """Store the exact value of entry i (a threshold, a weight scale): its float32 rounding in
-    ``values``, and the rest as its float64 ``error``."""
-    values[i] = np.float32(exact)
-    error[i] = exact - np.float64(values[i])
+def _hold(thresholds, error, i, exact):
+    """Store the exact value of threshold i: its float32 rounding, and the rest as its error."""
+    thresholds[i] = np.float32(exact)
+    error[i] = exact - np.float64(thresholds[i])
 
 
 @jit
@@ -367,7 +364,7 @@ def _regularize_thresholds(potentials, thresholds, error, scale, boost, floor, f
         move_threshold(th, error, j, rise, -np.inf)
     if not _may_block(th, fall, floor):
         for i in range(th.size):
-            hold_exact(th, error, i, np.float64(th[i]) + error[i] - fall)
+            _hold(th, error, i, np.float64(th[i]) + error[i] - fall)
             v[i] = min(max(v[i], -th[i]), th[i])
         return
     for i in range(th.size):

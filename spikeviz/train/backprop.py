@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from spikeviz._jit import jit
-from spikeviz.engine.kernels import hold_exact, move_threshold
+from spikeviz.engine.kernels import move_threshold
 
 
 #: Below this, a neuron's weight scale is folded into its weights (see _fold_neuron).
@@ -271,19 +271,16 @@ def regularize_weights(state, layer, eta_w, lam, beta, exponential=True):
     """Weight regularization (13) of a layer; returns its loss term.
 
     Each neuron's weights shrink by exp(-r_i), or by the first-order 1 - r_i, which changes
-    their sign once r_i > 1 (METHOD.md measured that diverge). Late in a run r_i is below a
-    float32 unit of the scale (3e-9 at a learning rate of 1e-5): the scale keeps a float64 error
-    beside it, or every one of those shrinks would round away.
+    their sign once r_i > 1 (METHOD.md measured that diverge).
     """
     loss = 0.0
     for i in range(state.neuron_start[layer], state.neuron_start[layer + 1]):
-        exact = np.float64(state.scale[i]) + state.scale_error[i]
-        s = exact ** 2 * state.sum_sq[i]
+        s = np.float64(state.scale[i]) ** 2 * state.sum_sq[i]
         growth = math.exp(min(beta * (s - 1.0), MAX_EXPONENT))
         loss += 0.5 * lam * growth
         r = eta_w * lam * beta * growth
         shrink = math.exp(-r) if exponential else 1.0 - r
-        hold_exact(state.scale, state.scale_error, i, exact * shrink)
+        state.scale[i] = np.float32(state.scale[i] * shrink)
         if abs(state.scale[i]) < MIN_SCALE:
             _fold_neuron(state, layer, i)
     return loss
@@ -309,12 +306,6 @@ def _fold_neuron(state, layer, neuron):
         w[k, i] = value
         state.sum_sq[neuron] += np.float64(value) * np.float64(value)
         state.col_sum[neuron] += np.float64(value)
-    # what the float32 scale could not hold stays, relative to the folded weights (a scale of
-    # 0 leaves zero weights, which no factor changes)
-    if state.scale[neuron] != 0.0:
-        state.scale_error[neuron] /= state.scale[neuron]
-    else:
-        state.scale_error[neuron] = 0.0
     state.scale[neuron] = 1.0
 
 

@@ -298,7 +298,6 @@ class Trainer:
         arrays = {
             "weights": state.weights, "thresholds": state.thresholds,
             "threshold_error": state.threshold_error, "scale": state.scale,
-            "scale_error": state.scale_error,
             "sum_sq": state.sum_sq, "col_sum": state.col_sum,
             "threshold_floors": self.network.threshold_floors,
             "weight_start": self.network.weight_start, "neuron_start": self.network.neuron_start,
@@ -337,9 +336,8 @@ class Trainer:
         state = trainer.sim.state
         for name in ("weights", "thresholds", "scale", "sum_sq", "col_sum"):
             getattr(state, name)[:] = arrays[name]
-        # older checkpoints have none: their thresholds and scales are exact as stored
+        # older checkpoints have none: their thresholds are exact as stored
         state.threshold_error[:] = arrays.get("threshold_error", 0.0)
-        state.scale_error[:] = arrays.get("scale_error", 0.0)
         trainer.network.threshold_floors[:] = arrays["threshold_floors"]
         for name, value in zip(backprop.Adam._fields, trainer.adam):
             saved_value = arrays[f"adam_{name}"]
