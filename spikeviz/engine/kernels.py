@@ -326,15 +326,16 @@ def move_threshold(thresholds, error, i, amount, floor):
     if exact < floor:
         blocked = min(-amount, floor - exact)
         exact = np.float64(floor)
-    _hold(thresholds, error, i, exact)
+    hold_exact(thresholds, error, i, exact)
     return blocked
 
 
 @jit(inline="always")  # called per neuron: no call overhead
-def _hold(thresholds, error, i, exact):
-    """Store the exact value of threshold i: its float32 rounding, and the rest as its error."""
-    thresholds[i] = np.float32(exact)
-    error[i] = exact - np.float64(thresholds[i])
+def hold_exact(values, error, i, exact):
+    """Store the exact value of entry i (a threshold, a weight scale): its float32 rounding in
+    ``values``, and the rest as its float64 ``error``."""
+    values[i] = np.float32(exact)
+    error[i] = exact - np.float64(values[i])
 
 
 @jit
@@ -364,7 +365,7 @@ def _regularize_thresholds(potentials, thresholds, error, scale, boost, floor, f
         move_threshold(th, error, j, rise, -np.inf)
     if not _may_block(th, fall, floor):
         for i in range(th.size):
-            _hold(th, error, i, np.float64(th[i]) + error[i] - fall)
+            hold_exact(th, error, i, np.float64(th[i]) + error[i] - fall)
             v[i] = min(max(v[i], -th[i]), th[i])
         return
     for i in range(th.size):

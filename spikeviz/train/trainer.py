@@ -84,6 +84,8 @@ class Trainer:
         moments_th = np.zeros((n_neurons if adam else 0, 2), np.float32)
         self.adam = backprop.Adam(moments_w[:, 0], moments_w[:, 1], moments_th[:, 0],
                                   moments_th[:, 1], np.zeros(1, np.int64))
+        # float64 rest of each float32 weight scale (see backprop.regularize_weights)
+        self.scale_error = np.zeros(n_neurons)
         self.scratch = backprop.Scratch(
             delta=np.zeros(n_neurons), takes_part=np.zeros(n_neurons, np.bool_),
             active=np.zeros(max(sizes), np.int64), part=np.zeros(max(sizes), np.int64),
@@ -154,8 +156,8 @@ class Trainer:
         events, end_ms = self.task.train_sample(index, self.duration_ms, self.event_rng)
         self.sim.run_checked(events.times_ms, events.channels, end_ms, self.kappas, self.dynamics)
         loss, predicted = backprop.train_step(
-            self.sim.state, self.sim.inputs, label, self.kappas, self.network.threshold_floors,
-            self.hyper, self.adam, self.scratch,
+            self.sim.state, self.scale_error, self.sim.inputs, label, self.kappas,
+            self.network.threshold_floors, self.hyper, self.adam, self.scratch,
         )
         self.position += 1
         tally = self.tally
@@ -184,7 +186,7 @@ class Trainer:
 
     def finish_epoch(self, evaluate=True):
         """Fold the weight scales, check health, evaluate; returns the epoch's metrics."""
-        backprop.fold_scale(self.sim.state)
+        backprop.fold_scale(self.sim.state, self.scale_error)
         self.check_health(epoch_end=True)
         tally = self.tally
         n = max(tally["samples"], 1)
@@ -222,7 +224,7 @@ class Trainer:
 
     def evaluate(self, n_samples=None, workers=None, on_chunk=None):
         """Test accuracy with ``test_duration_ms`` presentations, on every core."""
-        backprop.fold_scale(self.sim.state)
+        backprop.fold_scale(self.sim.state, self.scale_error)
         n = len(self.task.test_labels)
         n = min(n, n_samples or self.config.test_samples or n)
         start = time.perf_counter()
@@ -298,6 +300,7 @@ class Trainer:
         arrays = {
             "weights": state.weights, "thresholds": state.thresholds,
             "threshold_error": state.threshold_error, "scale": state.scale,
+            "scale_error": self.scale_error,
             "sum_sq": state.sum_sq, "col_sum": state.col_sum,
             "threshold_floors": self.network.threshold_floors,
             "weight_start": self.network.weight_start, "neuron_start": self.network.neuron_start,
@@ -336,8 +339,9 @@ class Trainer:
         state = trainer.sim.state
         for name in ("weights", "thresholds", "scale", "sum_sq", "col_sum"):
             getattr(state, name)[:] = arrays[name]
-        # older checkpoints have none: their thresholds are exact as stored
+        # older checkpoints have none: their thresholds and scales are exact as stored
         state.threshold_error[:] = arrays.get("threshold_error", 0.0)
+        trainer.scale_error[:] = arrays.get("scale_error", 0.0)
         trainer.network.threshold_floors[:] = arrays["threshold_floors"]
         for name, value in zip(backprop.Adam._fields, trainer.adam):
             saved_value = arrays[f"adam_{name}"]

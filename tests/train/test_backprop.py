@@ -63,10 +63,19 @@ def stored_weights(state, layer):
     return state.weights[a:b].reshape(-1, n)
 
 
-def real_weights(state, layer):
-    """(M, N) float64 real weights: stored weight times the neuron's scale."""
-    scale = state.scale[layer_slice(state, layer)].astype(np.float64)
+def real_weights(state, layer, scale_error=None):
+    """(M, N) float64 real weights: stored weight times the neuron's scale (its exact scale if
+    given the float64 ``scale_error`` the trainer keeps beside it)."""
+    part = layer_slice(state, layer)
+    scale = state.scale[part].astype(np.float64)
+    if scale_error is not None:
+        scale += scale_error[part]
     return stored_weights(state, layer).astype(np.float64) * scale
+
+
+def zero_errors(state):
+    """A fresh float64 scale error per neuron, as ``Trainer.__init__`` allocates it."""
+    return np.zeros(state.scale.size)
 
 
 def random_spikes(rng, size, silent_fraction=0.35, max_count=4):
@@ -361,7 +370,8 @@ def test_train_step_raises_the_threshold_of_an_overactive_neuron_and_lowers_a_si
     adam, scratch = make_buffers(network)
     hyper = make_hyper(eta_th=0.01, use_counts=use_counts)
     floors = np.zeros(1, np.float32)
-    backprop.train_step(sim.state, sim.inputs, 3, np.array([kappa]), floors, hyper, adam, scratch)
+    backprop.train_step(sim.state, zero_errors(sim.state), sim.inputs, 3, np.array([kappa]), floors,
+                        hyper, adam, scratch)
     after = network.thresholds[0]
     assert after[5] > before[5]  # fires too much: higher threshold
     assert after[3] < before[3]  # silent neuron of the correct class: lower threshold
@@ -420,16 +430,16 @@ def test_thresholds_never_fall_below_the_floor():
     probe_sim.state.counts[:], probe_sim.state.trace[:] = state.counts, state.trace
     probe_sim.inputs.counts[:], probe_sim.inputs.trace[:] = sim.inputs.counts, sim.inputs.trace
     adam, scratch = make_buffers(probe)
-    backprop.train_step(probe_sim.state, probe_sim.inputs, 3, np.array([kappa]),
-                        np.zeros(1, np.float32), hyper, adam, scratch)
+    backprop.train_step(probe_sim.state, zero_errors(probe_sim.state), probe_sim.inputs, 3,
+                        np.array([kappa]), np.zeros(1, np.float32), hyper, adam, scratch)
     free = probe.thresholds[0].copy()
     assert free[3] < before[3]
     floor = F32(0.5 * (free[3] + before[3]))  # blocks neuron 3's decrease half way
     assert floor < np.delete(free, 3).min()
 
     adam, scratch = make_buffers(network)
-    backprop.train_step(state, sim.inputs, 3, np.array([kappa]), np.array([floor], np.float32),
-                        hyper, adam, scratch)
+    backprop.train_step(state, zero_errors(state), sim.inputs, 3, np.array([kappa]),
+                        np.array([floor], np.float32), hyper, adam, scratch)
     after = network.thresholds[0]
     assert after[3] == floor
     assert np.all(after >= floor)
@@ -464,7 +474,7 @@ def test_regularize_weights_shrinks_real_weights_by_exp_minus_r():
     s = np.sum(real0 ** 2, axis=0)  # of the REAL weights
     assert np.all(np.abs(s - np.sum(stored_weights(state, 0).astype(float) ** 2, axis=0)) > 0.01)
 
-    loss = backprop.regularize_weights(state, 0, eta_w, lam, beta)
+    loss = backprop.regularize_weights(state, zero_errors(state), 0, eta_w, lam, beta)
 
     growth = np.exp(beta * (s - 1.0))
     r = eta_w * lam * beta * growth
@@ -472,6 +482,36 @@ def test_regularize_weights_shrinks_real_weights_by_exp_minus_r():
     assert loss == pytest.approx(np.sum(0.5 * lam * growth), rel=1e-6)
     np.testing.assert_allclose(real_weights(state, 0), real0 * np.exp(-r), rtol=1e-6)
     np.testing.assert_array_equal(real_weights(state, 1), out0)
+
+
+def test_shrinks_below_a_float32_unit_of_the_scale_add_up():
+    """Late in a run r is about 3e-9, under half a float32 unit of a scale near 1 (3e-8): each
+    shrink alone would round away, so (13) would stop acting; 20,000 of them must add up, and
+    survive the epoch's end, when the scale is folded into the weights."""
+    rng = np.random.default_rng(45)
+    network, sim = regularized_network(rng)
+    state = sim.state
+    errors = zero_errors(state)
+    lam, beta, steps = 0.002, 10.0, 20_000
+    real0 = real_weights(state, 0)
+    s = np.sum(real0 ** 2, axis=0)
+    eta_w = 3e-9 / (lam * beta * np.exp(beta * (s.max() - 1.0)))
+    r = eta_w * lam * beta * np.exp(beta * (s - 1.0))
+    assert r.max() < 0.5 * np.spacing(np.float32(1.0))
+
+    for _ in range(steps):
+        backprop.regularize_weights(state, errors, 0, eta_w, lam, beta)
+
+    factor = np.ones(s.size)  # the slow twin, in float64: S (and r) fall as the weights shrink
+    for _ in range(steps):
+        factor *= np.exp(-eta_w * lam * beta * np.exp(beta * (s * factor ** 2 - 1.0)))
+    expected = real0 * factor
+    assert np.all(factor < 1.0 - 1e-5)
+    np.testing.assert_allclose(real_weights(state, 0, errors), expected, rtol=1e-10)
+    backprop.fold_scale(state, errors)
+    np.testing.assert_allclose(real_weights(state, 0, errors), expected, rtol=1e-7)  # float32
+    assert np.all(state.scale == 1.0)
+    assert_sums_tracked(state)
 
 
 @pytest.mark.parametrize("jump", [2.0, 60.0])  # exp(beta (S - 1)) large, and past a float's range
@@ -485,7 +525,7 @@ def test_a_collapsing_scale_is_folded_into_finite_weights(jump):
     real0 = real_weights(state, 0)
     r = 0.05 * 0.02 * 10.0 * np.exp(np.minimum(10.0 * (np.sum(real0 ** 2, axis=0) - 1.0), 700.0))
 
-    loss = backprop.regularize_weights(state, 0, 0.05, 0.02, 10.0)
+    loss = backprop.regularize_weights(state, zero_errors(state), 0, 0.05, 0.02, 10.0)
 
     assert np.isfinite(loss) and loss > 1e3
     assert state.scale[1] == 1.0  # folded
@@ -507,7 +547,7 @@ def test_first_order_weight_decay_multiplies_by_one_minus_r_and_can_flip_the_sig
     real0 = real_weights(state, 0)
     r = eta_w * lam * beta * np.exp(beta * (np.sum(real0 ** 2, axis=0) - 1.0))
 
-    backprop.regularize_weights(state, 0, eta_w, lam, beta, False)
+    backprop.regularize_weights(state, zero_errors(state), 0, eta_w, lam, beta, False)
     np.testing.assert_allclose(real_weights(state, 0), real0 * (1.0 - r), rtol=1e-5)
 
     # a neuron far above condition (10): r > 1, and the first-order form flips its weights
@@ -515,7 +555,7 @@ def test_first_order_weight_decay_multiplies_by_one_minus_r_and_can_flip_the_sig
     state = sim.state
     state.scale[0] *= 1.5  # sum of squares about 2.5-2.9: r = 0.01 exp(10 * 1.5..1.9) >> 1
     before = real_weights(state, 0)[:, 0]
-    backprop.regularize_weights(state, 0, eta_w, lam, beta, False)
+    backprop.regularize_weights(state, zero_errors(state), 0, eta_w, lam, beta, False)
     assert np.all(np.sign(real_weights(state, 0)[:, 0]) == -np.sign(before))
 
 
@@ -535,7 +575,7 @@ def test_regularizer_gradient_and_its_first_order_agreement_with_the_decay():
     np.testing.assert_allclose(grads, closed, rtol=1e-6, atol=1e-10)
 
     eta_w = 1e-3  # small: exp(-r) = 1 - eta dL_w/dw / w + O(r^2)
-    backprop.regularize_weights(state, 0, eta_w, lam, beta)
+    backprop.regularize_weights(state, zero_errors(state), 0, eta_w, lam, beta)
     ratio = real_weights(state, 0) / real0
     r = eta_w * grads / real0
     assert r.max() < 1e-2
@@ -554,8 +594,9 @@ def test_train_step_regularizes_the_chosen_layers_and_adds_their_loss(decay_outp
     adam, scratch = make_buffers(network)
     _, _, out_loss, _, _ = expected_output(state.counts[4:], state.thresholds[4:], label, True)
 
-    loss, _ = backprop.train_step(state, sim.inputs, label, np.array([-0.4, -1.0]),
-                                  np.zeros(2, np.float32), hyper, adam, scratch)
+    loss, _ = backprop.train_step(state, zero_errors(state), sim.inputs, label,
+                                  np.array([-0.4, -1.0]), np.zeros(2, np.float32), hyper, adam,
+                                  scratch)
 
     # S of each neuron after the update (12), before the decay: old scale, new stored.
     regularized = 14 if decay_output else 4
@@ -586,16 +627,17 @@ def test_tracked_sums_follow_the_stored_weights_through_training_steps(optimizer
                        adam_dense=optimizer == "adam_dense")
     weights0 = state.weights.copy()
     kappas, floors = np.array([-0.4, 0.0, -1.0]), network.threshold_floors
+    errors = zero_errors(state)
     for _ in range(6):
         set_spikes(sim, rng)
-        backprop.train_step(state, sim.inputs, int(rng.integers(10)), kappas, floors, hyper,
-                            adam, scratch)
+        backprop.train_step(state, errors, sim.inputs, int(rng.integers(10)), kappas, floors,
+                            hyper, adam, scratch)
     assert np.sum(state.weights != weights0) > state.weights.size // 4
     assert np.all(state.scale[:14] < 1.0)  # hidden layers decayed
     assert_sums_tracked(state)
 
-    real = [real_weights(state, layer) for layer in range(3)]
-    backprop.fold_scale(state)
+    real = [real_weights(state, layer, errors) for layer in range(3)]
+    backprop.fold_scale(state, errors)
     np.testing.assert_array_equal(state.scale, 1.0)
     for layer in range(3):
         np.testing.assert_allclose(real_weights(state, layer), real[layer], rtol=1e-6)
@@ -668,14 +710,15 @@ def two_steps(dense):
     """Two ADAM steps; in the second one the output neurons 0..4 are silent (take no part)."""
     rng, network, sim, adam, scratch, hyper = adam_setup(71, dense)
     state = sim.state
+    errors = zero_errors(state)
     record = []
     for counts in ([1, 2, 0, 3, 1, 0, 2, 1, 0, 1], [0, 0, 0, 0, 0, 2, 1, 3, 0, 1]):
         set_spikes(sim, rng, {0: counts})
         label = 3
         grad_w, grad_th, used, takes = reference_gradients(sim, label, hyper)
         before = snapshot(state, adam)
-        backprop.train_step(state, sim.inputs, label, np.zeros(1), np.zeros(1, np.float32), hyper,
-                            adam, scratch)
+        backprop.train_step(state, errors, sim.inputs, label, np.zeros(1),
+                            np.zeros(1, np.float32), hyper, adam, scratch)
         record.append((grad_w, grad_th, used, takes, before))
     assert adam.step[0] == 2
     return sim, adam, hyper, record

@@ -27,6 +27,7 @@ def small_config(**changes):
 def same_state(a, b):
     for name in ("weights", "thresholds", "threshold_error", "scale", "sum_sq", "col_sum"):
         np.testing.assert_array_equal(getattr(a.sim.state, name), getattr(b.sim.state, name))
+    np.testing.assert_array_equal(a.scale_error, b.scale_error)
     for x, y in zip(a.adam, b.adam):
         np.testing.assert_array_equal(x, y)
 
@@ -80,21 +81,23 @@ def test_resuming_mid_epoch_continues_bit_for_bit(digits, tmp_path):
     np.testing.assert_array_equal(straight.tally["spikes"], resumed.tally["spikes"])
 
 
-def test_a_checkpoint_without_threshold_errors_resumes_with_exact_thresholds(digits, tmp_path):
-    """Checkpoints written before the thresholds' float64 errors existed still resume."""
+def test_a_checkpoint_without_float64_errors_resumes_with_exact_values(digits, tmp_path):
+    """Checkpoints written before the thresholds' and scales' float64 errors existed resume."""
     from spikeviz.train.checkpoint import load_checkpoint, save_checkpoint
 
     trainer = Trainer(small_config(), digits)
     trainer.train_epoch()
     trainer.finish_epoch()
     assert np.any(trainer.sim.state.threshold_error != 0)  # training left some
+    assert np.any(trainer.scale_error != 0)
     trainer.save(tmp_path / "new.npz")
     arrays, meta = load_checkpoint(tmp_path / "new.npz")
-    del arrays["threshold_error"]
+    del arrays["threshold_error"], arrays["scale_error"]
     save_checkpoint(tmp_path / "old.npz", arrays, meta)
     resumed = Trainer.resume(tmp_path / "old.npz", digits)
     np.testing.assert_array_equal(resumed.sim.state.thresholds, trainer.sim.state.thresholds)
     assert not np.any(resumed.sim.state.threshold_error)
+    assert not np.any(resumed.scale_error)
     resumed.train_epoch()  # and trains on
 
 
