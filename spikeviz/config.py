@@ -86,8 +86,9 @@ class Config(param.Parameterized):
         doc="output neurons that take part in the error: all 10, or only those that fired",
     )
     wta_error = param.Selector(
-        default="effective", objects=["effective", "plain"],
-        doc="errors through a WTA layer: the effective weights of (8) (METHOD.md), or the plain weights",
+        default="effective", objects=["effective", "bracket", "plain"],
+        doc="errors through a WTA layer: the effective weights of (8) (METHOD.md), the same without "
+            "their leading factor gamma/(gamma + kappa sigma) (bracket), or the plain weights",
     )
     adam_update = param.Selector(
         default="lazy", objects=["lazy", "dense"],

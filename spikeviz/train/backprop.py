@@ -49,6 +49,7 @@ class Hyper(NamedTuple):
     adam: bool
     adam_dense: bool  # ADAM moments of every parameter decay each sample (else only used ones)
     wta_effective: bool  # errors through a WTA layer use the effective weights of (8)
+    wta_factor: bool  # ... with their leading gamma / (gamma + kappa sigma) (else the bracket only)
     decay_exponential: bool  # weight regularization by exp(-r) (else by 1 - r)
     decay_output: bool  # the output layer's weights are regularized too (else hidden only)
     beta1: float
@@ -118,7 +119,8 @@ def backpropagate(state, layer, kappa, hyper, delta, takes_part):
     wta = hyper.wta_effective and kappa != 0.0 and n_part_up > 0
     if wta:
         ks = kappa * hyper.sigma
-        c1 = hyper.gamma / (hyper.gamma + ks)
+        # 2 at kappa -1: every error of the layer below doubles (the bracket alone keeps 1)
+        c1 = hyper.gamma / (hyper.gamma + ks) if hyper.wta_factor else 1.0
         c2 = ks / (hyper.gamma - ks * (n_part_up - 1))
         th_delta = 0.0
         for j in range(n_up):

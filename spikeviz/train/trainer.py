@@ -122,7 +122,7 @@ class Trainer:
             eta_w=eta_w, eta_th=eta_th, sigma=c.sigma, gamma=c.gamma, lam=c.lam, beta=c.beta,
             use_counts=c.trace == "counts", all_outputs=c.output_error == "all",
             adam=c.optimizer == "adam", adam_dense=c.adam_update == "dense",
-            wta_effective=c.wta_error == "effective",
+            wta_effective=c.wta_error != "plain", wta_factor=c.wta_error == "effective",
             decay_exponential=c.weight_decay == "exponential",
             decay_output=c.weight_decay_layers == "all",
             beta1=c.adam_beta1, beta2=c.adam_beta2, eps=c.adam_eps,

@@ -25,11 +25,11 @@ def make_hyper(**changes):
     """Hyper as the trainer builds it, with fixed Python types (one numba signature)."""
     values = dict(
         eta_w=0.01, eta_th=0.01, sigma=0.5, gamma=1.0, lam=0.0, beta=10.0, use_counts=False,
-        all_outputs=True, adam=False, adam_dense=False, wta_effective=True,
+        all_outputs=True, adam=False, adam_dense=False, wta_effective=True, wta_factor=True,
         decay_exponential=True, decay_output=False, beta1=0.9, beta2=0.999, eps=1e-8,
     )
     values.update(changes)
-    flags = ("use_counts", "all_outputs", "adam", "adam_dense", "wta_effective",
+    flags = ("use_counts", "all_outputs", "adam", "adam_dense", "wta_effective", "wta_factor",
              "decay_exponential", "decay_output")
     return backprop.Hyper(**{k: bool(v) if k in flags else float(v) for k, v in values.items()})
 
@@ -244,6 +244,28 @@ def test_plain_wta_error_ignores_the_lateral_correction(kappa):
         results[name] = delta[:6].copy()
     np.testing.assert_array_equal(results["plain"], results["no WTA"])
     assert np.abs(results["effective"] - results["plain"]).max() > 1e-3
+
+
+@pytest.mark.parametrize("kappa", [-0.4, -1.0])
+def test_bracket_wta_error_drops_only_the_leading_factor(kappa):
+    """``wta_error="bracket"``: the effective weights of (8) without gamma/(gamma + kappa sigma),
+    so every error of the layer below is the effective one divided by that factor."""
+    rng = np.random.default_rng(13)
+    network = init_network((5, 6, 4), rng)
+    results = {}
+    for name, factor in [("effective", True), ("bracket", False)]:
+        state = Simulator(network).state
+        state.counts[:6] = [2, 0, 1, 3, 1, 4]
+        delta = np.zeros(state.thresholds.size)
+        takes_part = np.zeros(state.thresholds.size, np.bool_)
+        delta[6:] = np.linspace(-1.0, 1.0, 4)
+        takes_part[6:] = True
+        hyper = make_hyper(gamma=1.0, sigma=0.5, wta_factor=factor)
+        backprop.backpropagate(state, 0, kappa, hyper, delta, takes_part)
+        results[name] = delta[:6].copy()
+    leading = 1.0 / (1.0 + 0.5 * kappa)
+    assert np.count_nonzero(results["bracket"]) == 5  # the silent neuron 1 has none
+    np.testing.assert_allclose(results["effective"], leading * results["bracket"], rtol=1e-12)
 
 
 def test_backpropagate_with_no_active_lower_neuron_gives_no_error():

@@ -135,13 +135,17 @@ def test_the_method_decisions_are_config_options_read_at_the_next_sample(digits)
     config = small_config()
     trainer = Trainer(config, digits)
     trainer.train_sample()
-    assert trainer.hyper.wta_effective and trainer.hyper.decay_exponential
+    assert trainer.hyper.wta_effective and trainer.hyper.wta_factor
+    assert trainer.hyper.decay_exponential
     assert not trainer.hyper.use_counts and trainer.hyper.all_outputs
     config.param.update(wta_error="plain", weight_decay="first_order", trace="counts",
                         output_error="active")
     trainer.train_sample()
     assert not trainer.hyper.wta_effective and not trainer.hyper.decay_exponential
     assert trainer.hyper.use_counts and not trainer.hyper.all_outputs
+    config.wta_error = "bracket"
+    trainer.train_sample()
+    assert trainer.hyper.wta_effective and not trainer.hyper.wta_factor
 
 
 def test_dead_fractions_are_undefined_until_the_epoch_has_a_sample(digits):
