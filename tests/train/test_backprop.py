@@ -225,44 +225,35 @@ def test_backpropagate_matches_finite_differences_of_the_wta_transfer_function(
     np.testing.assert_array_equal(delta[upper], delta_up)  # the upper errors are left alone
 
 
+def hidden_errors(network, kappa, **hyper):
+    """Errors of the 6 hidden neurons of a (5, 6, 4) network (neuron 1 silent) from fixed
+    errors of its 4 output neurons, through a layer of lateral strength ``kappa``."""
+    state = Simulator(network).state
+    state.counts[:6] = [2, 0, 1, 3, 1, 4]
+    delta = np.zeros(state.thresholds.size)
+    takes_part = np.zeros(state.thresholds.size, np.bool_)
+    delta[6:] = np.linspace(-1.0, 1.0, 4)
+    takes_part[6:] = True
+    backprop.backpropagate(state, 0, kappa, make_hyper(**hyper), delta, takes_part)
+    return delta[:6].copy()
+
+
 @pytest.mark.parametrize("kappa", [-0.4, -1.0])
 def test_plain_wta_error_ignores_the_lateral_correction(kappa):
     """``wta_error="plain"``: the errors through a WTA layer are those of (11) without (8)."""
-    rng = np.random.default_rng(12)
-    network = init_network((5, 6, 4), rng)
-    results = {}
-    for name, layer_kappa, effective in [("plain", kappa, False), ("no WTA", 0.0, True),
-                                         ("effective", kappa, True)]:
-        state = Simulator(network).state
-        state.counts[:6] = [2, 0, 1, 3, 1, 4]
-        delta = np.zeros(state.thresholds.size)
-        takes_part = np.zeros(state.thresholds.size, np.bool_)
-        delta[6:] = np.linspace(-1.0, 1.0, 4)
-        takes_part[6:] = True
-        hyper = make_hyper(wta_effective=effective)
-        backprop.backpropagate(state, 0, layer_kappa, hyper, delta, takes_part)
-        results[name] = delta[:6].copy()
-    np.testing.assert_array_equal(results["plain"], results["no WTA"])
-    assert np.abs(results["effective"] - results["plain"]).max() > 1e-3
+    network = init_network((5, 6, 4), np.random.default_rng(12))
+    plain = hidden_errors(network, kappa, wta_effective=False)
+    np.testing.assert_array_equal(plain, hidden_errors(network, 0.0))  # as if no WTA
+    assert np.abs(hidden_errors(network, kappa) - plain).max() > 1e-3
 
 
 @pytest.mark.parametrize("kappa", [-0.4, -1.0])
 def test_bracket_wta_error_drops_only_the_leading_factor(kappa):
     """``wta_error="bracket"``: the effective weights of (8) without gamma/(gamma + kappa sigma),
     so every error of the layer below is the effective one divided by that factor."""
-    rng = np.random.default_rng(13)
-    network = init_network((5, 6, 4), rng)
-    results = {}
-    for name, factor in [("effective", True), ("bracket", False)]:
-        state = Simulator(network).state
-        state.counts[:6] = [2, 0, 1, 3, 1, 4]
-        delta = np.zeros(state.thresholds.size)
-        takes_part = np.zeros(state.thresholds.size, np.bool_)
-        delta[6:] = np.linspace(-1.0, 1.0, 4)
-        takes_part[6:] = True
-        hyper = make_hyper(gamma=1.0, sigma=0.5, wta_factor=factor)
-        backprop.backpropagate(state, 0, kappa, hyper, delta, takes_part)
-        results[name] = delta[:6].copy()
+    network = init_network((5, 6, 4), np.random.default_rng(13))
+    results = {name: hidden_errors(network, kappa, gamma=1.0, sigma=0.5, wta_factor=factor)
+               for name, factor in [("effective", True), ("bracket", False)]}
     leading = 1.0 / (1.0 + 0.5 * kappa)
     assert np.count_nonzero(results["bracket"]) == 5  # the silent neuron 1 has none
     np.testing.assert_allclose(results["effective"], leading * results["bracket"], rtol=1e-12)
