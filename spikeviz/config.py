@@ -36,6 +36,11 @@ class Config(param.Parameterized):
     )
     kappa_output = param.Number(-1.0, bounds=KAPPA_BOUNDS, doc=_KAPPA_DOC + " (output layer)")
     alpha = param.Number(3.0, bounds=(0.5, 20.0), doc="initial threshold = alpha * sqrt(3/M), eq. (9)")
+    alpha_hidden = param.Number(
+        None, allow_None=True, bounds=(0.5, 20.0),
+        doc="alpha of the hidden layers (None: alpha); the output layer keeps alpha (5 left it "
+        "silent, METHOD.md)",
+    )
 
     # --- neuron dynamics ---
     tau_mp_ms = param.Number(20.0, bounds=(0.1, 10_000.0), doc="membrane time constant (ms)")
@@ -147,6 +152,11 @@ class Config(param.Parameterized):
         """Lateral inhibition of every layer, first hidden to output."""
         deeper = list(self.kappa_deeper) + [0.0] * (len(self.hidden) - 1 - len(self.kappa_deeper))
         return [self.kappa_hidden, *deeper[: len(self.hidden) - 1], self.kappa_output]
+
+    def alphas(self):
+        """alpha of (9) for every layer, first hidden to output."""
+        hidden = self.alpha if self.alpha_hidden is None else self.alpha_hidden
+        return [hidden] * len(self.hidden) + [self.alpha]
 
     def dynamics(self, rho=0.0):
         """The engine's neuron dynamics under these settings (``kernels.Dynamics``).  ``rho``

@@ -434,7 +434,7 @@ class NeuronLab(pn.viewable.Viewer):
         self.dynamics = c.dynamics()
         if network is None:
             sizes = (self.data.test_images[0].size, *c.hidden, 10)
-            network = init_network(sizes, np.random.default_rng(c.seed), alpha=c.alpha,
+            network = init_network(sizes, np.random.default_rng(c.seed), alpha=c.alphas(),
                                    floor_fraction=c.floor_fraction)
         self.network = network
 

@@ -164,6 +164,18 @@ def test_a_nan_weight_stops_the_run_naming_the_layer(digits):
         trainer.check_health()
 
 
+@pytest.mark.parametrize("alpha_hidden", [None, 10.0])
+def test_alpha_hidden_sets_the_hidden_thresholds_and_floors_alone(digits, alpha_hidden):
+    """(9) with one alpha for the hidden layers and another for the output layer."""
+    trainer = Trainer(small_config(hidden=[12, 8], alpha=3.0, alpha_hidden=alpha_hidden), digits)
+    network = trainer.network
+    expected = [alpha_hidden or 3.0] * 2 + [3.0]
+    for layer, (fan_in, alpha) in enumerate(zip(network.sizes[:-1], expected)):
+        initial = alpha * np.sqrt(3.0 / fan_in)
+        np.testing.assert_allclose(network.thresholds[layer], initial, rtol=1e-6)
+        assert network.threshold_floors[layer] == pytest.approx(0.5 * initial, rel=1e-6)
+
+
 def test_a_layer_silent_for_a_whole_epoch_stops_the_run(digits):
     trainer = Trainer(small_config(alpha=20.0, train_samples=50), digits)
     trainer.train_epoch()
