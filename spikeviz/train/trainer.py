@@ -72,8 +72,8 @@ class Trainer:
         self.last_test = None  # (output counts, labels) of the last evaluation
         self.n_inputs = self.task.n_inputs
         sizes = (self.n_inputs, *config.hidden, 10)
-        self.network = init_network(sizes, np.random.default_rng(config.seed), alpha=config.alphas(),
-                                    floor_fraction=config.floor_fraction)
+        self.network = init_network(sizes, np.random.default_rng(config.seed),
+                                    alpha=config.alphas(), floor_fraction=config.floor_fraction)
         self.sim = Simulator(self.network)
         n_neurons, n_weights = self.network.flat_thresholds.size, self.network.flat_weights.size
         adam = config.optimizer == "adam"
