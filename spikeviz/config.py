@@ -130,6 +130,11 @@ class Config(param.Parameterized):
         doc="weight increment per unit of threshold decrease blocked at the floor; "
         "None: 0.01 for ADAM, 1 (METHOD.md) for SGD",
     )
+    max_step = param.Number(
+        None, allow_None=True, bounds=(0.0, 10.0), inclusive_bounds=(False, True),
+        doc="largest norm of one neuron's weight step in one sample, direction kept (SGD only: "
+        "ADAM's steps are bounded by eta_w); None: unbounded, as in the paper",
+    )
 
     # --- run ---
     epochs = param.Integer(1, bounds=(1, None), doc="passes over the training set")

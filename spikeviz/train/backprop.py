@@ -52,6 +52,7 @@ class Hyper(NamedTuple):
     wta_factor: bool  # ... with their leading gamma / (gamma + kappa sigma) (else the bracket only)
     decay_exponential: bool  # weight regularization by exp(-r) (else by 1 - r)
     decay_output: bool  # the output layer's weights are regularized too (else hidden only)
+    max_step: float  # largest norm of one neuron's SGD weight step per sample; 0: unbounded
     beta1: float
     beta2: float
     eps: float
@@ -203,6 +204,30 @@ def _active_inputs(counts, out):
 
 
 @jit
+def _weight_coefficients(x_trace, x_counts, use_counts, active, m, part, n_part, delta, w_factor,
+                         max_grad):
+    """sqrt(N/m) delta_i for each neuron taking part, so that its weight gradient is this times x.
+
+    With ``max_grad`` > 0 a neuron whose gradient vector is longer than ``max_grad`` is shortened
+    to it, its direction kept: in a layer with few active inputs (m small) the factors sqrt(N/m)
+    of (11) and (12) multiply, and one SGD step of a deep network's first 200 ms epoch could push
+    a neuron's sum of squared weights from 1 to 20 (docs/results.md, "A bound on SGD's steps").
+    """
+    coeff = np.empty(n_part)
+    x_norm = 0.0
+    if max_grad > 0.0:
+        for a in range(m):
+            x_norm += _activity(x_trace, x_counts, use_counts, active[a]) ** 2
+        x_norm = math.sqrt(x_norm)
+    for p in range(n_part):
+        coeff[p] = w_factor * delta[part[p]]
+        length = abs(coeff[p]) * x_norm
+        if max_grad > 0.0 and length > max_grad:
+            coeff[p] *= max_grad / length
+    return coeff
+
+
+@jit
 def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
     """Updates (12) of one layer's weights and thresholds from its errors.
 
@@ -232,14 +257,15 @@ def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
     lazy_adam = hyper.adam and not hyper.adam_dense
     # Weights: dW_ij = -eta_w sqrt(N/m) delta_i x_j over the active inputs j; ``grad`` is the
     # increment divided by -eta_w (what ADAM receives).
-    w_factor = math.sqrt(n / m)
+    coeff = _weight_coefficients(x_trace, x_counts, use_counts, active, m, part, n_part, delta,
+                                 math.sqrt(n / m), 0.0 if hyper.adam else hyper.max_step / eta_w)
     for a in range(m):
         j = active[a]
         x_j = _activity(x_trace, x_counts, use_counts, j)
         row = state.weight_start[layer] + j * n
         for p in range(n_part):
             i = part[p]
-            grad = w_factor * delta[i] * x_j
+            grad = coeff[p] * x_j
             if hyper.adam_dense and hyper.adam:
                 grad_w[row + i] += grad  # applied to every weight in dense_adam()
                 continue

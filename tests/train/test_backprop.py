@@ -26,7 +26,8 @@ def make_hyper(**changes):
     values = dict(
         eta_w=0.01, eta_th=0.01, sigma=0.5, gamma=1.0, lam=0.0, beta=10.0, use_counts=False,
         all_outputs=True, adam=False, adam_dense=False, wta_effective=True, wta_factor=True,
-        decay_exponential=True, decay_output=False, beta1=0.9, beta2=0.999, eps=1e-8,
+        decay_exponential=True, decay_output=False, max_step=0.0, beta1=0.9, beta2=0.999,
+        eps=1e-8,
     )
     values.update(changes)
     flags = ("use_counts", "all_outputs", "adam", "adam_dense", "wta_effective", "wta_factor",
@@ -359,6 +360,50 @@ def test_sgd_weight_update_is_gradient_descent_on_the_first_order_transfer_funct
     np.testing.assert_allclose(change, expected, rtol=1e-4, atol=3e-7)
     used = np.outer(active, takes)
     np.testing.assert_array_equal(stored_weights(state, 0)[~used], stored0[~used])
+
+
+def one_weight_step(max_step, optimizer="sgd", eta_w=0.01):
+    """One output-layer update of a fixed 8-10 network (label 3, silent): the real weights'
+    change, the thresholds' change, and the unbounded SGD step of (12) written out."""
+    rng = np.random.default_rng(8)
+    network = init_network((8, 10), rng)
+    network.thresholds[0][:] = rng.uniform(0.3, 1.2, 10)
+    sim = Simulator(network)
+    set_spikes(sim, rng, {0: [0, 1, 3, 0, 2, 1, 0, 4, 1, 0]})
+    state = sim.state
+    hyper = make_hyper(eta_w=eta_w, max_step=max_step, adam=optimizer == "adam")
+    adam, scratch = make_buffers(network, adam=optimizer == "adam")
+    adam.step[0] = 1  # train_step counts the sample before its updates
+    w0, th0 = real_weights(state, 0), state.thresholds.copy()
+    backprop.output_error(state, 3, True, scratch.delta, scratch.takes_part)
+    backprop.update_layer(state, sim.inputs, 0, 0.0, hyper, adam, scratch, F32(0.0))
+    active = sim.inputs.counts > 0
+    x = activity(sim.inputs.counts, sim.inputs.trace, False) * active
+    unbounded = -eta_w * math.sqrt(10 / active.sum()) * np.outer(x, scratch.delta)
+    return real_weights(state, 0) - w0, state.thresholds - th0, unbounded
+
+
+def test_max_step_cuts_only_the_longer_sgd_steps_to_its_norm_and_keeps_their_direction():
+    free, free_th, unbounded = one_weight_step(0.0)
+    np.testing.assert_allclose(free, unbounded, rtol=1e-4, atol=1e-7)
+    lengths = np.linalg.norm(unbounded, axis=0)
+    max_step = 0.5 * float(np.median(lengths))
+    cut = lengths > max_step
+    assert 0 < cut.sum() < cut.size  # both cases are checked
+    bounded, bounded_th, _ = one_weight_step(max_step)
+    # the readable twin: each neuron's column of the closed-form step, cut to max_step
+    expected = unbounded * np.minimum(1.0, max_step / np.maximum(lengths, 1e-300))
+    np.testing.assert_allclose(bounded, expected, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(np.linalg.norm(bounded, axis=0)[cut], max_step, rtol=1e-4)
+    np.testing.assert_array_equal(bounded_th, free_th)  # thresholds are not its business
+
+
+def test_max_step_leaves_adam_alone():
+    free, free_th, _ = one_weight_step(0.0, "adam")
+    bounded, bounded_th, _ = one_weight_step(1e-6, "adam")
+    assert np.abs(free).max() > 1e-3
+    np.testing.assert_array_equal(bounded, free)
+    np.testing.assert_array_equal(bounded_th, free_th)
 
 
 # --- 4. threshold update ------------------------------------------------------------------------
