@@ -75,6 +75,7 @@ class Scratch(NamedTuple):
     part: np.ndarray  # (max N,) int64, layer-local indices of the neurons with an error
     grad_w: np.ndarray  # (W,) float64 for dense ADAM, else empty
     grad_th: np.ndarray  # (sum N,) float64 for dense ADAM, else empty
+    step_cuts: np.ndarray  # (layers, 2) int64: neuron weight steps max_step cut, and all taken
 
 
 @jit
@@ -205,13 +206,14 @@ def _active_inputs(counts, out):
 
 @jit
 def _weight_coefficients(x_trace, x_counts, use_counts, active, m, part, n_part, delta, w_factor,
-                         max_grad):
+                         max_grad, cuts):
     """sqrt(N/m) delta_i for each neuron taking part, so that its weight gradient is this times x.
 
     With ``max_grad`` > 0 a neuron whose gradient vector is longer than ``max_grad`` is shortened
     to it, its direction kept: in a layer with few active inputs (m small) the factors sqrt(N/m)
     of (11) and (12) multiply, and one SGD step of a deep network's first 200 ms epoch could push
     a neuron's sum of squared weights from 1 to 20 (docs/results.md, "A bound on SGD's steps").
+    ``cuts`` counts the steps cut and the steps taken.
     """
     coeff = np.empty(n_part)
     x_norm = 0.0
@@ -224,6 +226,8 @@ def _weight_coefficients(x_trace, x_counts, use_counts, active, m, part, n_part,
         length = abs(coeff[p]) * x_norm
         if max_grad > 0.0 and length > max_grad:
             coeff[p] *= max_grad / length
+            cuts[0] += 1
+    cuts[1] += n_part
     return coeff
 
 
@@ -258,7 +262,8 @@ def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
     # Weights: dW_ij = -eta_w sqrt(N/m) delta_i x_j over the active inputs j; ``grad`` is the
     # increment divided by -eta_w (what ADAM receives).
     coeff = _weight_coefficients(x_trace, x_counts, use_counts, active, m, part, n_part, delta,
-                                 math.sqrt(n / m), 0.0 if hyper.adam else hyper.max_step / eta_w)
+                                 math.sqrt(n / m), 0.0 if hyper.adam else hyper.max_step / eta_w,
+                                 scratch.step_cuts[layer])
     for a in range(m):
         j = active[a]
         x_j = _activity(x_trace, x_counts, use_counts, j)

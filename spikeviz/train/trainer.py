@@ -90,6 +90,7 @@ class Trainer:
             delta=np.zeros(n_neurons), takes_part=np.zeros(n_neurons, np.bool_),
             active=np.zeros(max(sizes), np.int64), part=np.zeros(max(sizes), np.int64),
             grad_w=np.zeros(n_weights if dense else 0), grad_th=np.zeros(n_neurons if dense else 0),
+            step_cuts=np.zeros((len(sizes) - 1, 2), np.int64),
         )
         self.epoch, self.position = 0, 0
         self.history = []
@@ -146,6 +147,7 @@ class Trainer:
         self.position = 0
         self.tally = {"correct": 0, "silent": 0, "loss": 0.0, "samples": 0, "seconds": 0.0,
                       "spikes": np.zeros(self.network.flat_thresholds.size, np.int64)}
+        self.scratch.step_cuts[:] = 0
         self._stale = True
 
     def train_sample(self):
@@ -221,6 +223,9 @@ class Trainer:
         return {
             "dead_fraction": [float(np.mean(s == 0)) if seen else math.nan for s in layers],
             "spikes_per_neuron_per_sample": [float(s.mean() / n) for s in layers],
+            # neuron weight steps that max_step shortened (0 while it is unset or never binds)
+            "cut_step_fraction": [float(cut / max(taken, 1))
+                                  for cut, taken in self.scratch.step_cuts],
         }
 
     def evaluate(self, n_samples=None, workers=None, on_chunk=None):

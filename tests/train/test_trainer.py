@@ -148,6 +148,22 @@ def test_the_method_decisions_are_config_options_read_at_the_next_sample(digits)
     assert trainer.hyper.wta_effective and not trainer.hyper.wta_factor
 
 
+def test_max_step_is_read_at_the_next_sample_and_its_cuts_are_counted_per_epoch(digits):
+    config = small_config(optimizer="sgd", train_samples=100)
+    trainer = Trainer(config, digits)
+    trainer.train_epoch()
+    assert trainer.hyper.max_step == 0.0  # None: unbounded
+    assert trainer.finish_epoch(evaluate=False)["cut_step_fraction"] == [0.0, 0.0]
+    config.max_step = 1e-6  # every step is longer than that
+    trainer.train_epoch()
+    assert trainer.hyper.max_step == 1e-6
+    assert trainer.finish_epoch(evaluate=False)["cut_step_fraction"] == [1.0, 1.0]
+    config.max_step = 0.003  # about the median step of either layer in this first epoch
+    trainer.train_epoch()
+    cut = trainer.finish_epoch(evaluate=False)["cut_step_fraction"]
+    assert all(0.0 < c < 1.0 for c in cut)
+
+
 def test_dead_fractions_are_undefined_until_the_epoch_has_a_sample(digits):
     trainer = Trainer(small_config(), digits)
     assert all(np.isnan(trainer.firing_statistics()["dead_fraction"]))
