@@ -90,6 +90,11 @@ class Config(param.Parameterized):
         default="all", objects=["all", "active"],
         doc="output neurons that take part in the error: all 10, or only those that fired",
     )
+    output_scale = param.Selector(
+        default="normalized", objects=["normalized", "threshold"],
+        doc="output errors a - y times g_i/g_bar, g = 1/Vth (METHOD.md, as (11) for hidden "
+            "layers), or times 1/Vth_i alone (the slope of (5), so larger while thresholds are low)",
+    )
     wta_error = param.Selector(
         default="effective", objects=["effective", "bracket", "plain"],
         doc="errors through a WTA layer: the effective weights of (8) (METHOD.md), the same without "

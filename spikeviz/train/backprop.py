@@ -46,6 +46,7 @@ class Hyper(NamedTuple):
     beta: float
     use_counts: bool  # gradients from spike counts instead of decayed traces
     all_outputs: bool  # every output neuron takes part in the error
+    output_normalized: bool  # output errors times g_i/g_bar (else times g_i = 1/Vth_i alone)
     adam: bool
     adam_dense: bool  # ADAM moments of every parameter decay each sample (else only used ones)
     wta_effective: bool  # errors through a WTA layer use the effective weights of (8)
@@ -79,8 +80,9 @@ class Scratch(NamedTuple):
 
 
 @jit
-def output_error(state, label, all_outputs, delta, takes_part):
-    """Output a = n / max n, loss 1/2 ||a - y||^2, normalized error (11) of the output layer.
+def output_error(state, label, all_outputs, delta, takes_part, normalized=True):
+    """Output a = n / max n, loss 1/2 ||a - y||^2, normalized error (11) of the output layer
+    (``normalized`` False: e_i / Vth_i, the slope of (5) without (11)'s 1/g_bar).
 
     Returns (loss, predicted label or -1 when no output fired or the maximum is tied).
     """
@@ -100,7 +102,7 @@ def output_error(state, label, all_outputs, delta, takes_part):
             g_sq_sum += 1.0 / np.float64(state.thresholds[lo + i]) ** 2
             n_part += 1
     if n_part > 0:
-        g_bar = math.sqrt(g_sq_sum / n_part)
+        g_bar = math.sqrt(g_sq_sum / n_part) if normalized else 1.0
         for i in range(lo, hi):
             delta[i] *= (1.0 / np.float64(state.thresholds[i])) / g_bar
     return loss, predicted
@@ -382,7 +384,7 @@ def train_step(state, scale_error, inputs, label, kappas, floors, hyper, adam, s
     """
     n_layers = state.neuron_start.size - 1
     loss, predicted = output_error(state, label, hyper.all_outputs, scratch.delta,
-                                   scratch.takes_part)
+                                   scratch.takes_part, hyper.output_normalized)
     for layer in range(n_layers - 2, -1, -1):
         backpropagate(state, layer, kappas[layer + 1], hyper, scratch.delta, scratch.takes_part)
     if hyper.adam:

@@ -122,6 +122,7 @@ class Trainer:
         self.hyper = backprop.Hyper(
             eta_w=eta_w, eta_th=eta_th, sigma=c.sigma, gamma=c.gamma, lam=c.lam, beta=c.beta,
             use_counts=c.trace == "counts", all_outputs=c.output_error == "all",
+            output_normalized=c.output_scale == "normalized",
             adam=c.optimizer == "adam", adam_dense=c.adam_update == "dense",
             wta_effective=c.wta_error != "plain", wta_factor=c.wta_error == "effective",
             decay_exponential=c.weight_decay == "exponential",

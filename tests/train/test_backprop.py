@@ -25,12 +25,12 @@ def make_hyper(**changes):
     """Hyper as the trainer builds it, with fixed Python types (one numba signature)."""
     values = dict(
         eta_w=0.01, eta_th=0.01, sigma=0.5, gamma=1.0, lam=0.0, beta=10.0, use_counts=False,
-        all_outputs=True, adam=False, adam_dense=False, wta_effective=True, wta_factor=True,
+        all_outputs=True, output_normalized=True, adam=False, adam_dense=False, wta_effective=True, wta_factor=True,
         decay_exponential=True, decay_output=False, max_step=0.0, beta1=0.9, beta2=0.999,
         eps=1e-8,
     )
     values.update(changes)
-    flags = ("use_counts", "all_outputs", "adam", "adam_dense", "wta_effective", "wta_factor",
+    flags = ("use_counts", "all_outputs", "output_normalized", "adam", "adam_dense", "wta_effective", "wta_factor",
              "decay_exponential", "decay_output")
     return backprop.Hyper(**{k: bool(v) if k in flags else float(v) for k, v in values.items()})
 
@@ -106,8 +106,9 @@ def activity(counts, trace, use_counts):
     return (counts if use_counts else trace).astype(np.float64)
 
 
-def expected_output(counts, thresholds, label, all_outputs):
-    """METHOD "Output and loss" and the output error: (a, loss, takes_part, delta)."""
+def expected_output(counts, thresholds, label, all_outputs, normalized=True):
+    """METHOD "Output and loss" and the output error: (a, loss, takes_part, delta); without
+    ``normalized`` the error is (a - y) / Vth alone."""
     counts = np.asarray(counts, np.float64)
     most = counts.max()
     a = counts / most if most > 0 else np.zeros_like(counts)
@@ -118,7 +119,7 @@ def expected_output(counts, thresholds, label, all_outputs):
     g = 1.0 / np.asarray(thresholds, np.float64)
     delta = np.zeros_like(a)
     if takes.any():
-        g_bar = math.sqrt(np.mean(g[takes] ** 2))
+        g_bar = math.sqrt(np.mean(g[takes] ** 2)) if normalized else 1.0
         delta[takes] = g[takes] / g_bar * (a - y)[takes]
     return a, y, loss, takes, delta
 
@@ -286,7 +287,10 @@ def test_backpropagate_with_no_active_lower_neuron_gives_no_error():
         ([1] * 10, 0, -1),
     ],
 )
-def test_output_error_loss_prediction_and_normalized_deltas(all_outputs, counts, label, predicted):
+@pytest.mark.parametrize("normalized", [True, False])
+def test_output_error_loss_prediction_and_normalized_deltas(
+    all_outputs, counts, label, predicted, normalized
+):
     rng = np.random.default_rng(5)
     network = init_network((6, 4, 10), rng)  # the output layer is the last one, not layer 0
     network.thresholds[1][:] = rng.uniform(0.2, 1.5, 10)
@@ -297,10 +301,10 @@ def test_output_error_loss_prediction_and_normalized_deltas(all_outputs, counts,
     delta = np.full(14, 99.0)
     takes_part = np.zeros(14, np.bool_)
 
-    loss, got = backprop.output_error(state, label, all_outputs, delta, takes_part)
+    loss, got = backprop.output_error(state, label, all_outputs, delta, takes_part, normalized)
 
     _, _, loss_ref, takes_ref, delta_ref = expected_output(
-        counts, state.thresholds[4:], label, all_outputs
+        counts, state.thresholds[4:], label, all_outputs, normalized
     )
     assert got == predicted
     assert loss == pytest.approx(loss_ref, rel=1e-12)

@@ -146,6 +146,10 @@ def test_the_method_decisions_are_config_options_read_at_the_next_sample(digits)
     config.wta_error = "bracket"
     trainer.train_sample()
     assert trainer.hyper.wta_effective and not trainer.hyper.wta_factor
+    assert trainer.hyper.output_normalized
+    config.output_scale = "threshold"
+    trainer.train_sample()
+    assert not trainer.hyper.output_normalized
 
 
 def test_max_step_is_read_at_the_next_sample_and_its_cuts_are_counted_per_epoch(digits):
