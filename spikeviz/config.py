@@ -140,6 +140,10 @@ class Config(param.Parameterized):
         doc="largest norm of one neuron's weight step in one sample, direction kept (SGD only: "
         "ADAM's steps are bounded by eta_w); None: unbounded, as in the paper",
     )
+    max_step_decays = param.Boolean(
+        False, doc="max_step decays with the learning rate (a bound on the gradient's norm) "
+        "instead of staying fixed (a bound on the step's)",
+    )
 
     # --- run ---
     epochs = param.Integer(1, bounds=(1, None), doc="passes over the training set")
@@ -195,6 +199,14 @@ class Config(param.Parameterized):
             # over the first 12 epochs of 784-800-10 (docs/results.md).
             eta_th = eta_w if adam else 10 * eta_w
         return eta_w * decay, eta_th * decay, self.rho * decay
+
+    def max_step_now(self, epoch):
+        """``max_step`` in ``epoch`` (0-based), decayed with the learning rate if it decays;
+        0.0 when unbounded."""
+        if self.max_step is None:
+            return 0.0
+        return self.max_step * (math.exp(-epoch / self.lr_decay_epochs) if self.max_step_decays
+                                else 1.0)
 
     def tests_epoch(self, epoch):
         """Whether a run tests after ``epoch`` (1-based): see ``test_every`` and ``test_last``."""

@@ -127,7 +127,7 @@ class Trainer:
             wta_effective=c.wta_error != "plain", wta_factor=c.wta_error == "effective",
             decay_exponential=c.weight_decay == "exponential",
             decay_output=c.weight_decay_layers == "all",
-            max_step=0.0 if c.max_step is None else float(c.max_step),
+            max_step=c.max_step_now(self.epoch),
             beta1=c.adam_beta1, beta2=c.adam_beta2, eps=c.adam_eps,
         )
         if self.hyper.adam and self.adam.m_w.size == 0:

@@ -1,6 +1,7 @@
 """The training loop: learning, mid-run settings, resuming bit for bit, faults."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -166,6 +167,17 @@ def test_max_step_is_read_at_the_next_sample_and_its_cuts_are_counted_per_epoch(
     trainer.train_epoch()
     cut = trainer.finish_epoch(evaluate=False)["cut_step_fraction"]
     assert all(0.0 < c < 1.0 for c in cut)
+
+
+def test_max_step_stays_fixed_unless_it_decays_with_the_learning_rate():
+    config = Config(max_step=0.01, lr_decay_epochs=35.0)
+    assert config.max_step_now(70) == 0.01
+    config.max_step_decays = True
+    assert config.max_step_now(0) == 0.01
+    assert config.max_step_now(70) == pytest.approx(0.01 * math.exp(-2.0))
+    assert config.max_step_now(70) / 0.01 == pytest.approx(
+        config.learning_rates(70)[0] / config.learning_rates(0)[0])
+    assert Config(max_step_decays=True).max_step_now(70) == 0.0  # unbounded stays unbounded
 
 
 def test_dead_fractions_are_undefined_until_the_epoch_has_a_sample(digits):
