@@ -25,13 +25,13 @@ def make_hyper(**changes):
     """Hyper as the trainer builds it, with fixed Python types (one numba signature)."""
     values = dict(
         eta_w=0.01, eta_th=0.01, sigma=0.5, gamma=1.0, lam=0.0, beta=10.0, use_counts=False,
-        all_outputs=True, output_normalized=True, adam=False, adam_dense=False, wta_effective=True, wta_factor=True,
-        decay_exponential=True, decay_output=False, max_step=0.0, beta1=0.9, beta2=0.999,
-        eps=1e-8,
+        all_outputs=True, output_normalized=True, adam=False, adam_dense=False,
+        wta_effective=True, wta_factor=True, decay_exponential=True, decay_output=False,
+        max_step=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
     )
     values.update(changes)
-    flags = ("use_counts", "all_outputs", "output_normalized", "adam", "adam_dense", "wta_effective", "wta_factor",
-             "decay_exponential", "decay_output")
+    flags = ("use_counts", "all_outputs", "output_normalized", "adam", "adam_dense",
+             "wta_effective", "wta_factor", "decay_exponential", "decay_output")
     return backprop.Hyper(**{k: bool(v) if k in flags else float(v) for k, v in values.items()})
 
 
