@@ -1,7 +1,7 @@
 """The ``spikeviz`` command line.
 
     spikeviz train --out DIR [--resume] [--config FILE] [--hidden 800] [--epochs N] [--name value]
-    spikeviz evaluate CHECKPOINT [--test-samples N]
+    spikeviz evaluate CHECKPOINT [--test-samples N] [--split train]
     spikeviz data [--data-dir DIR] [--bundled] [--no-download]   where the data comes from
     spikeviz infer [--samples N] [--duration-ms MS] ...          forward pass of a fresh network
 """
@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -388,16 +389,18 @@ def cmd_evaluate(args):
     if task.n_inputs != network.sizes[0]:
         raise SpikevizError(f"{args.checkpoint} takes {network.sizes[0]} inputs but the data has "
                             f"{task.n_inputs}: it was trained on other data")
-    n = min(len(task.test_labels), args.test_samples or len(task.test_labels))
+    labels = task.labels(args.split)
+    n = min(len(labels), args.test_samples or len(labels))
     dynamics = config.dynamics()
     start = time.perf_counter()
-    with tqdm(total=n, unit="sample", desc="test") as bar:
-        counts = infer_samples(network, n, task.test_sample, kappas=config.kappas(),
-                               dynamics=dynamics, seed=config.seed + TEST_SEED_OFFSET,
-                               workers=args.workers, on_chunk=bar.update)
+    with tqdm(total=n, unit="sample", desc=args.split) as bar:
+        counts = infer_samples(network, n, partial(task.test_sample, split=args.split),
+                               kappas=config.kappas(), dynamics=dynamics,
+                               seed=config.seed + TEST_SEED_OFFSET, workers=args.workers,
+                               on_chunk=bar.update)
     seconds = time.perf_counter() - start
-    outcome = score_counts(counts, task.test_labels[:n])
-    print(f"test accuracy {outcome['test_accuracy']:.4f} on {n} samples, "
+    outcome = score_counts(counts, labels[:n])
+    print(f"{args.split} accuracy {outcome['test_accuracy']:.4f} on {n} {args.split} samples, "
           f"{config.test_duration_ms:g} ms presentations{_input_rate(config)} ({n / seconds:.0f} "
           f"samples/s); checkpoint of epoch {meta['epoch']}, sample {meta['position']}\n"
           f"counted as errors: {outcome['test_tied_fraction']:.2%} tied maximum, "
@@ -453,7 +456,11 @@ def build_parser():
 
     evaluate = commands.add_parser("evaluate", help="test accuracy of a checkpoint")
     evaluate.add_argument("checkpoint")
-    evaluate.add_argument("--test-samples", type=int, default=None)
+    evaluate.add_argument("--test-samples", type=int, default=None,
+                          help="the first N samples of the split (default: all)")
+    evaluate.add_argument("--split", choices=["test", "train"], default="test",
+                          help="the digits presented: the test set, or the training set (with "
+                          "test presentations: how well the network fits what it learned from)")
     evaluate.add_argument("--test-duration-ms", type=float, default=None,
                           help="presentation length (default: the run's test_duration_ms)")
     evaluate.add_argument("--rate-hz", type=float, default=None,

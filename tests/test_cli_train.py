@@ -278,6 +278,9 @@ def test_nmnist_trains_resumes_and_evaluates_on_the_real_recordings(tmp_path, ca
                  "--test-samples", "40"]) == 0
     assert "test accuracy" in capsys.readouterr().out
     assert main(["evaluate", str(out / "last.npz"), "--data-dir", str(SHARED_NMNIST),
+                 "--test-samples", "40", "--split", "train"]) == 0
+    assert "train accuracy" in capsys.readouterr().out
+    assert main(["evaluate", str(out / "last.npz"), "--data-dir", str(SHARED_NMNIST),
                  "--rate-hz", "6450"]) == 2
     assert "--rate-hz sets the Poisson input rate of MNIST digits" in capsys.readouterr().err
 

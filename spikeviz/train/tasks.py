@@ -52,6 +52,10 @@ class _Task:
     def test_labels(self):
         return self.data.test_labels
 
+    def labels(self, split):
+        """Labels of the ``split`` ("test" or "train") that ``test_sample`` presents."""
+        return self.train_labels if split == "train" else self.test_labels
+
 
 class ImageTask(_Task):
     """Images presented as Poisson event streams."""
@@ -71,9 +75,12 @@ class ImageTask(_Task):
         """(Events, presentation length in ms) of training sample ``index``."""
         return self.encoder.encode(self.data.train_images[index], duration_ms, rng), duration_ms
 
-    def test_sample(self, index, rng):
+    def test_sample(self, index, rng, split="test"):
+        """A test presentation (``test_duration_ms``) of sample ``index`` of ``split``; the
+        training split shows how well the network fits the digits it learned from."""
+        images = self.data.train_images if split == "train" else self.data.test_images
         duration_ms = float(self.config.test_duration_ms)
-        return self.encoder.encode(self.data.test_images[index], duration_ms, rng), duration_ms
+        return self.encoder.encode(images[index], duration_ms, rng), duration_ms
 
 
 class RecordingTask(_Task):
@@ -89,7 +96,9 @@ class RecordingTask(_Task):
         cut = window(self.data.train_events[index], int(self.config.window_events), rng)
         return events_to_channels(cut.events), max(cut.duration_ms, 1e-3)
 
-    def test_sample(self, index, rng):
-        recording = self.data.test_events[index]
+    def test_sample(self, index, rng, split="test"):
+        """The whole recording ``index`` of ``split``."""
+        recordings = self.data.train_events if split == "train" else self.data.test_events
+        recording = recordings[index]
         events = events_to_channels(recording)
         return events, max(float(events.times_ms[-1]) if events.times_ms.size else 0.0, 1e-3)

@@ -233,7 +233,11 @@ def test_emulate_nmnist_trains_like_real_recordings(digits, shared_mnist):
     single = emulate_nmnist(mnist, n_train=12, n_test=4, seed=3, threads=1)
     np.testing.assert_array_equal(single.test_events.t_us, data.test_events.t_us)
     config = Config(dataset="nmnist", hidden=[50], tau_mp_ms=200.0)
-    assert isinstance(RecordingTask(config, data).train_sample(0, 0.0, np.random.default_rng(0))[0]
-                      .channels, np.ndarray)
+    task = RecordingTask(config, data)
+    assert isinstance(task.train_sample(0, 0.0, np.random.default_rng(0))[0].channels, np.ndarray)
+    whole, duration_ms = task.test_sample(2, np.random.default_rng(0), split="train")
+    assert whole.channels.size == len(data.train_events[2])  # the whole recording, not a window
+    assert duration_ms == pytest.approx(data.train_events[2]["t"][-1] / 1000)
+    assert task.labels("train") is data.train_labels
     trainer = Trainer(config, data)
     trainer.train_sample()
