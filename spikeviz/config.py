@@ -140,6 +140,12 @@ class Config(param.Parameterized):
         doc="largest norm of one neuron's weight step in one sample, direction kept (SGD only: "
         "ADAM's steps are bounded by eta_w); None: unbounded, as in the paper",
     )
+    dropout = param.Number(
+        0.0, bounds=(0.0, 0.9),
+        doc="fraction of each hidden layer's neurons silenced, drawn anew for every training "
+        "sample (not in the paper; 0: none); tests present all neurons, each layer after a "
+        "hidden one with its weights times 1 - dropout, the input it received in training",
+    )
     max_step_decays = param.Boolean(
         False, doc="max_step decays with the learning rate (a bound on the gradient's norm) "
         "instead of staying fixed (a bound on the step's)",

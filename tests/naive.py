@@ -49,13 +49,14 @@ def poisson_events(image, duration_ms, rng, rate_hz=5000.0, permutation=None):
 
 
 class NaiveLayer:
-    def __init__(self, weights, thresholds, floor, scale=None):
+    def __init__(self, weights, thresholds, floor, scale=None, keep=None):
         self.w = np.array(weights, dtype=F32)  # (M, N) stored, copied: the twin has its own network
         self.th = np.array(thresholds, dtype=F32)  # what the forward pass reads
         self.exact = self.th.astype(np.float64)  # what training changes (kernels.move_threshold)
         self.floor = F32(floor)
         n = self.th.size
         self.scale = np.ones(n, F32) if scale is None else np.array(scale, dtype=F32)
+        self.keep = np.ones(n, bool) if keep is None else np.array(keep, dtype=bool)  # dropout
         self.boost = np.zeros(n, F32)  # weight increase owed by threshold regularization
         self.v = np.zeros(n, F32)
         self.last_spike = np.full(n, -np.inf)
@@ -71,16 +72,18 @@ def _add_spike(trace, last, counts, i, t, tau):
 
 
 def simulate(weights, thresholds, floors, times, channels, end_ms, kappas, dyn, watch=(),
-             scales=None, detail=None):
+             scales=None, detail=None, keeps=None):
     """Run one sample; return per-layer results, the input traces and every spike and potential.
 
     ``dyn`` is a ``kernels.Dynamics``; ``watch`` lists (layer, neuron) pairs; ``scales`` the
     per-neuron weight scale of each layer (real weight = stored weight * scale), 1 if None.
     ``detail``, a dict, receives the twin of the engine's detailed recording: ``rows``, one
     dict per potential row with the fields of ``kernels.Detail``, and ``spike_event``.
+    ``keeps`` says per layer which neurons take part (dropout: the others receive nothing).
     """
     scales = scales or [None] * len(weights)
-    layers = [NaiveLayer(*args) for args in zip(weights, thresholds, floors, scales)]
+    keeps = keeps or [None] * len(weights)
+    layers = [NaiveLayer(*args) for args in zip(weights, thresholds, floors, scales, keeps)]
     n_inputs = layers[0].w.shape[0]
     x_trace = np.zeros(n_inputs, F32)
     x_last = np.full(n_inputs, -np.inf)
@@ -134,9 +137,9 @@ def _trace_at(trace, last, end_ms, tau):
 
 def _gain(layer, t, dyn):
     """Weight scale times the refractory dynamic weight (1) of every neuron at time t."""
-    gain = layer.scale.copy()
+    gain = np.where(layer.keep, layer.scale, F32(0))  # a neuron dropout silences gets nothing
     if dyn.t_ref_ms > 0:
-        for i in range(gain.size):
+        for i in np.flatnonzero(layer.keep):
             dt = t - layer.last_spike[i]
             if dt < dyn.t_ref_ms:
                 gain[i] = layer.scale[i] * F32(min(1.0, dyn.w_dyn0 + (dt / dyn.t_ref_ms) ** 2))

@@ -75,6 +75,28 @@ def test_train_writes_metrics_and_checkpoints_then_resumes_and_evaluates(tmp_pat
     assert "rate_hz" in capsys.readouterr().err
 
 
+def test_evaluate_presents_a_dropout_run_as_its_tests_did(tmp_path, capsys, monkeypatch):
+    """With dropout the output layer's weights are scaled by 1 - dropout when tested, by the
+    command as by the run's own evaluations."""
+    import spikeviz.engine.batch as batch
+
+    out = tmp_path / "drop"
+    assert main(["train", *SMALL, "--dropout", "0.4", "--epochs", "1", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["dropout"] == 0.4
+    tested = []
+    infer = batch.infer_samples
+    monkeypatch.setattr(batch, "infer_samples",
+                        lambda network, *a, **k: tested.append(network) or infer(network, *a, **k))
+    assert main(["evaluate", str(out / "last.npz"), "--bundled", "--test-samples", "20"]) == 0
+    from spikeviz.train.trainer import Trainer
+
+    stored, _, _ = Trainer.from_checkpoint_network(out / "last.npz")
+    np.testing.assert_array_equal(tested[0].weights[0], stored.weights[0])
+    np.testing.assert_allclose(tested[0].weights[1], 0.6 * stored.weights[1], rtol=1e-6)
+    assert main(["train", *SMALL, "--dropout", "0.95", "--out", str(tmp_path / "x")]) == 2
+    assert "dropout" in capsys.readouterr().err
+
+
 def test_resume_alone_reuses_the_data_the_run_started_on(tmp_path, capsys):
     """``spikeviz train --out DIR --resume`` with no data option: the run's own data directory,
     not the default resolution (here the bundled 5,000 digits, which would not fit)."""

@@ -60,6 +60,8 @@ class State(NamedTuple):
     gain: np.ndarray  # (sum N_l,) float32, scale * refractory dynamic weight w_dyn
     scale: np.ndarray  # (sum N_l,) float32, real weights = stored weights * scale (1 outside
     #                    training; the weight regularization shrinks it, see train.backprop)
+    keep: np.ndarray  # (sum N_l,) float32, 1, or 0 for a neuron that dropout silences in this
+    #                   sample: its gain is 0, so it takes no input and never fires
     sum_sq: np.ndarray  # (sum N_l,) float64, sum of the squared stored weights of each neuron
     #                     (np.float64(x), not float(x): numba keeps float(float32) in float32)
     col_sum: np.ndarray  # (sum N_l,) float64, sum of the stored weights of each neuron
@@ -151,7 +153,7 @@ def reset_state(inputs, state, rec):
     inputs.trace[:] = 0.0
     inputs.counts[:] = 0
     state.potentials[:] = 0.0
-    state.gain[:] = state.scale
+    state.gain[:] = state.scale * state.keep
     state.last_spike_ms[:] = -np.inf
     state.trace[:] = 0.0
     state.counts[:] = 0

@@ -275,6 +275,7 @@ def _state(network):
         potentials=np.zeros(n, FLOAT),
         gain=np.ones(n, FLOAT),
         scale=np.ones(n, FLOAT),
+        keep=np.ones(n, FLOAT),
         sum_sq=_per_neuron_sums(network, squared=True),
         col_sum=_per_neuron_sums(network, squared=False),
         boost=np.zeros(n, FLOAT),

@@ -130,6 +130,9 @@ class Trainer:
             max_step=c.max_step_now(self.epoch),
             beta1=c.adam_beta1, beta2=c.adam_beta2, eps=c.adam_eps,
         )
+        self.dropout = float(c.dropout)
+        if not self.dropout:
+            self.sim.state.keep[:] = 1.0  # dropout just turned off: every neuron takes part
         if self.hyper.adam and self.adam.m_w.size == 0:
             raise ConfigError("the optimizer cannot change from SGD to ADAM within a run")
 
@@ -158,6 +161,8 @@ class Trainer:
         index = self.order[self.position]
         label = int(self.task.train_labels[index])
         events, end_ms = self.task.train_sample(index, self.duration_ms, self.event_rng)
+        if self.dropout > 0.0:
+            self._silence_hidden_neurons()
         self.sim.run_checked(events.times_ms, events.channels, end_ms, self.kappas, self.dynamics)
         loss, predicted = backprop.train_step(
             self.sim.state, self.scale_error, self.sim.inputs, label, self.kappas,
@@ -171,6 +176,14 @@ class Trainer:
         tally["samples"] += 1
         tally["spikes"] += self.sim.state.counts
         return label, predicted, loss
+
+    def _silence_hidden_neurons(self):
+        """Dropout: a new random set of hidden neurons sits this sample out. The draw depends
+        on (seed, epoch, position) alone, so a resumed run silences the same neurons."""
+        rng = np.random.default_rng([self.config.seed, self.epoch, 2, self.position])
+        hidden_end = self.network.neuron_start[-2]
+        keep = self.sim.state.keep
+        keep[:hidden_end] = rng.random(hidden_end) >= self.dropout
 
     def train_epoch(self, on_sample=None, should_stop=None):
         """Train until the end of the epoch (or until ``should_stop()``); True when finished."""
@@ -236,7 +249,8 @@ class Trainer:
         n = min(n, n_samples or self.config.test_samples or n)
         start = time.perf_counter()
         counts = infer_samples(
-            self.network, n, self.task.test_sample, kappas=self.kappas_now(),
+            inference_network(self.network, self.config), n, self.task.test_sample,
+            kappas=self.kappas_now(),
             dynamics=self.dynamics_now(), seed=self.config.seed + TEST_SEED_OFFSET,
             workers=workers, on_chunk=on_chunk,
         )
@@ -386,6 +400,16 @@ class Trainer:
             thresholds.append(arrays["thresholds"][nstarts[layer]:nstarts[layer + 1]])
         stored = Network(weights, thresholds, arrays["threshold_floors"])
         return stored.scaled(arrays["scale"]), config, meta
+
+
+def inference_network(network, config):
+    """The network as tests present it: with ``dropout``, each layer after a hidden one gets
+    its weights times 1 - dropout, the share of its inputs present in training."""
+    if not config.dropout:
+        return network
+    scale = np.full(network.flat_thresholds.size, 1.0 - config.dropout)
+    scale[:network.neuron_start[1]] = 1.0  # the first hidden layer's inputs are never dropped
+    return network.scaled(scale)
 
 
 def _jsonable(values):

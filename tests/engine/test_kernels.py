@@ -29,15 +29,18 @@ def busy_network(rng, sizes, alpha=1.0):
     return network
 
 
-def assert_same_as_naive(network, events, end_ms, kappas, dyn, watch=(), scale=None):
+def assert_same_as_naive(network, events, end_ms, kappas, dyn, watch=(), scale=None, keep=None):
     sim = Simulator(network, watch=watch, spike_capacity=100_000, potential_capacity=100_000)
     if scale is not None:
         sim.state.scale[:] = scale
+    if keep is not None:
+        sim.state.keep[:] = keep
     starts = network.neuron_start
     scales = [sim.state.scale[a:b] for a, b in zip(starts[:-1], starts[1:])]
+    keeps = [sim.state.keep[a:b] > 0 for a, b in zip(starts[:-1], starts[1:])]
     twin_layers, (x_trace, x_counts), twin_spikes, twin_potentials = naive.simulate(
         network.weights, network.thresholds, network.threshold_floors,
-        events.times_ms, events.channels, end_ms, kappas, dyn, watch, scales,
+        events.times_ms, events.channels, end_ms, kappas, dyn, watch, scales, keeps=keeps,
     )
     sim.run(events, end_ms, kappas=kappas, dynamics=dyn)
 
@@ -80,6 +83,28 @@ def test_kernel_matches_naive_twin(sizes, kappas, t_ref_ms, rho, scaled):
     scale = rng.uniform(0.8, 1.2, network.flat_thresholds.size) if scaled else None
     n_spikes = assert_same_as_naive(network, events, 100.0, kappas, dyn, watch, scale)
     assert n_spikes > 50  # the comparison covered real activity
+
+
+@pytest.mark.parametrize("sizes, kappas", [((20, 15, 5), (-0.4, -1.0)), ((30, 12, 8, 4),
+                                                                         (-1.0, 0.0, -0.5))])
+@pytest.mark.parametrize("rho", [0.0, 2e-3])
+def test_neurons_dropout_silences_receive_nothing_and_the_twin_agrees(sizes, kappas, rho):
+    rng = np.random.default_rng(len(sizes) + int(rho * 1e3))
+    network = busy_network(rng, sizes)
+    events = random_events(rng, sizes[0], 400, 100.0, same_time_fraction=0.1)
+    dyn = make_dynamics(tau_mp_ms=20.0, t_ref_ms=1.0, w_dyn0=0.1, rho=rho, weight_boost=0.5)
+    keep = (rng.random(network.flat_thresholds.size) >= 0.4).astype(np.float32)
+    keep[network.neuron_start[-2]:] = 1.0  # dropout silences hidden neurons only
+    scale = rng.uniform(0.8, 1.2, network.flat_thresholds.size)
+    watch = [(0, int(np.argmin(keep))), (0, int(np.argmax(keep)))]  # a silenced one, a kept one
+    n_spikes = assert_same_as_naive(network, events, 100.0, kappas, dyn, watch, scale, keep)
+    assert n_spikes > 50
+    sim = Simulator(network)
+    sim.state.keep[:] = keep
+    sim.run(events, 100.0, kappas=kappas, dynamics=make_dynamics(tau_mp_ms=20.0))
+    counts = sim.state.counts
+    assert counts[keep == 0].sum() == 0 and counts[:network.neuron_start[-2]][keep[
+        :network.neuron_start[-2]] == 1].sum() > 0
 
 
 def test_threshold_regularization_changes_the_network_as_the_twin_does():

@@ -65,11 +65,12 @@ def test_resuming_at_an_epoch_boundary_continues_bit_for_bit(digits, tmp_path, o
     assert without_timing(straight.history) == without_timing(resumed.history)
 
 
-def test_resuming_mid_epoch_continues_bit_for_bit(digits, tmp_path):
-    straight = Trainer(small_config(), digits)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_resuming_mid_epoch_continues_bit_for_bit(digits, tmp_path, dropout):
+    straight = Trainer(small_config(dropout=dropout), digits)
     straight.train_epoch()
 
-    stopped = Trainer(small_config(), digits)
+    stopped = Trainer(small_config(dropout=dropout), digits)
     assert stopped.train_epoch(should_stop=lambda: stopped.position == 137) is False
     stopped.save(tmp_path / "last.npz")
     resumed = Trainer.resume(tmp_path / "last.npz", digits)
@@ -167,6 +168,49 @@ def test_max_step_is_read_at_the_next_sample_and_its_cuts_are_counted_per_epoch(
     trainer.train_epoch()
     cut = trainer.finish_epoch(evaluate=False)["cut_step_fraction"]
     assert all(0.0 < c < 1.0 for c in cut)
+
+
+def test_dropout_silences_a_new_share_of_hidden_neurons_every_sample(digits):
+    config = small_config(hidden=[200, 100], dropout=0.4, train_samples=50)
+    trainer = Trainer(config, digits)
+    hidden_end = trainer.network.neuron_start[-2]
+    keep, masks = trainer.sim.state.keep, []
+    for _ in range(20):
+        trainer.train_sample()
+        masks.append(keep[:hidden_end].copy())
+        assert trainer.sim.state.counts[:hidden_end][keep[:hidden_end] == 0].sum() == 0
+        assert keep[hidden_end:].all()  # output neurons always take part
+    masks = np.array(masks)
+    assert abs(1 - masks.mean() - 0.4) < 0.02  # 6,000 draws
+    assert len({m.tobytes() for m in masks}) == 20
+    assert trainer.sim.state.counts[:hidden_end].sum() > 0
+    config.dropout = 0.0  # read at the next sample: every neuron takes part again
+    trainer.train_sample()
+    assert keep.all()
+
+
+def test_with_dropout_tests_scale_the_layers_after_a_hidden_one(digits, monkeypatch):
+    import spikeviz.train.trainer as trainer_module
+
+    trainer = Trainer(small_config(hidden=[60, 40], dropout=0.25, train_samples=20), digits)
+    trainer.train_epoch()
+    seen = {}
+
+    def infer(network, *args, **kwargs):
+        seen["network"] = network
+        return np.zeros((args[0], 10), np.int32)
+
+    monkeypatch.setattr(trainer_module, "infer_samples", infer)
+    trainer.evaluate()
+    tested, trained = seen["network"], trainer.network
+    np.testing.assert_array_equal(tested.weights[0], trained.weights[0])  # pixels: never dropped
+    for layer in (1, 2):
+        np.testing.assert_allclose(tested.weights[layer], 0.75 * trained.weights[layer],
+                                   rtol=1e-6)
+    np.testing.assert_array_equal(tested.flat_thresholds, trained.flat_thresholds)
+    trainer.config.dropout = 0.0
+    trainer.evaluate()
+    assert seen["network"] is trainer.network
 
 
 def test_max_step_stays_fixed_unless_it_decays_with_the_learning_rate():
