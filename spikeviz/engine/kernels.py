@@ -60,8 +60,6 @@ class State(NamedTuple):
     gain: np.ndarray  # (sum N_l,) float32, scale * refractory dynamic weight w_dyn
     scale: np.ndarray  # (sum N_l,) float32, real weights = stored weights * scale (1 outside
     #                    training; the weight regularization shrinks it, see train.backprop)
-    keep: np.ndarray  # (sum N_l,) float32, 1, or 0 for a neuron that dropout silences in this
-    #                   sample: its gain is 0, so it takes no input and never fires
     sum_sq: np.ndarray  # (sum N_l,) float64, sum of the squared stored weights of each neuron
     #                     (np.float64(x), not float(x): numba keeps float(float32) in float32)
     col_sum: np.ndarray  # (sum N_l,) float64, sum of the stored weights of each neuron
@@ -147,13 +145,18 @@ class Detail(NamedTuple):
 
 
 @jit
-def reset_state(inputs, state, rec):
-    """Bring every neuron to rest and empty the recording: the start of every sample."""
+def reset_state(inputs, state, rec, keep):
+    """Bring every neuron to rest and empty the recording: the start of every sample.
+
+    ``keep`` (sum N_l,) float32 is 1 for the neurons that take part in the sample and 0 for
+    those dropout silences: their gain is 0, so they receive nothing and never fire.  (Not a
+    field of State: one more array there slowed the per-event calls that pass it.)
+    """
     inputs.last_ms[:] = -np.inf
     inputs.trace[:] = 0.0
     inputs.counts[:] = 0
     state.potentials[:] = 0.0
-    state.gain[:] = state.scale * state.keep
+    state.gain[:] = state.scale * keep
     state.last_spike_ms[:] = -np.inf
     state.trace[:] = 0.0
     state.counts[:] = 0
@@ -579,7 +582,7 @@ def _grow(buffer, needed):
 
 
 @jit
-def run_sample(times_ms, channels, end_ms, inputs, state, kappas, dyn, rec):
+def run_sample(times_ms, channels, end_ms, inputs, state, kappas, dyn, rec, keep):
     """Simulate one presentation from rest; leaves counts and end-time traces in the state.
 
     Parameters
@@ -592,8 +595,9 @@ def run_sample(times_ms, channels, end_ms, inputs, state, kappas, dyn, rec):
     kappas : (L,) float64, lateral inhibition per layer; 0 = no WTA
     dyn : Dynamics
     rec : Recording
+    keep : (sum N_l,) float32, 1 for a neuron taking part, 0 for one dropout silences
     """
-    reset_state(inputs, state, rec)
+    reset_state(inputs, state, rec, keep)
     n_layers = state.clock_ms.size
     widest = np.max(np.diff(state.neuron_start))
     sources = np.empty(4 * widest, np.int32)

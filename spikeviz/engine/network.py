@@ -190,6 +190,8 @@ class Simulator:
         )
         self.recording = _recording(network.sizes, watch, spike_capacity, potential_capacity,
                                     detail)
+        # 1 for the neurons taking part in the next samples; dropout sets 0 for those it silences
+        self.keep = np.ones(network.flat_thresholds.size, FLOAT)
 
     def run(self, events, duration_ms, *, kappas, dynamics):
         """Simulate one presentation from rest.
@@ -215,7 +217,7 @@ class Simulator:
         self.state.floor[:] = self.network.threshold_floors
         kernels.run_sample(
             times_ms, channels, duration_ms, self.inputs, self.state, kappas, dynamics,
-            self.recording,
+            self.recording, self.keep,
         )
         return self.counts(-1)
 
@@ -275,7 +277,6 @@ def _state(network):
         potentials=np.zeros(n, FLOAT),
         gain=np.ones(n, FLOAT),
         scale=np.ones(n, FLOAT),
-        keep=np.ones(n, FLOAT),
         sum_sq=_per_neuron_sums(network, squared=True),
         col_sum=_per_neuron_sums(network, squared=False),
         boost=np.zeros(n, FLOAT),

@@ -132,7 +132,7 @@ class Trainer:
         )
         self.dropout = float(c.dropout)
         if not self.dropout:
-            self.sim.state.keep[:] = 1.0  # dropout just turned off: every neuron takes part
+            self.sim.keep[:] = 1.0  # dropout just turned off: every neuron takes part
         if self.hyper.adam and self.adam.m_w.size == 0:
             raise ConfigError("the optimizer cannot change from SGD to ADAM within a run")
 
@@ -182,7 +182,7 @@ class Trainer:
         on (seed, epoch, position) alone, so a resumed run silences the same neurons."""
         rng = np.random.default_rng([self.config.seed, self.epoch, 2, self.position])
         hidden_end = self.network.neuron_start[-2]
-        keep = self.sim.state.keep
+        keep = self.sim.keep
         keep[:hidden_end] = rng.random(hidden_end) >= self.dropout
 
     def train_epoch(self, on_sample=None, should_stop=None):

@@ -34,10 +34,10 @@ def assert_same_as_naive(network, events, end_ms, kappas, dyn, watch=(), scale=N
     if scale is not None:
         sim.state.scale[:] = scale
     if keep is not None:
-        sim.state.keep[:] = keep
+        sim.keep[:] = keep
     starts = network.neuron_start
     scales = [sim.state.scale[a:b] for a, b in zip(starts[:-1], starts[1:])]
-    keeps = [sim.state.keep[a:b] > 0 for a, b in zip(starts[:-1], starts[1:])]
+    keeps = [sim.keep[a:b] > 0 for a, b in zip(starts[:-1], starts[1:])]
     twin_layers, (x_trace, x_counts), twin_spikes, twin_potentials = naive.simulate(
         network.weights, network.thresholds, network.threshold_floors,
         events.times_ms, events.channels, end_ms, kappas, dyn, watch, scales, keeps=keeps,
@@ -100,7 +100,7 @@ def test_neurons_dropout_silences_receive_nothing_and_the_twin_agrees(sizes, kap
     n_spikes = assert_same_as_naive(network, events, 100.0, kappas, dyn, watch, scale, keep)
     assert n_spikes > 50
     sim = Simulator(network)
-    sim.state.keep[:] = keep
+    sim.keep[:] = keep
     sim.run(events, 100.0, kappas=kappas, dynamics=make_dynamics(tau_mp_ms=20.0))
     counts = sim.state.counts
     assert counts[keep == 0].sum() == 0 and counts[:network.neuron_start[-2]][keep[

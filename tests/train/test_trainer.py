@@ -174,7 +174,7 @@ def test_dropout_silences_a_new_share_of_hidden_neurons_every_sample(digits):
     config = small_config(hidden=[200, 100], dropout=0.4, train_samples=50)
     trainer = Trainer(config, digits)
     hidden_end = trainer.network.neuron_start[-2]
-    keep, masks = trainer.sim.state.keep, []
+    keep, masks = trainer.sim.keep, []
     for _ in range(20):
         trainer.train_sample()
         masks.append(keep[:hidden_end].copy())
