@@ -373,7 +373,7 @@ def cmd_sweep(args):
 def cmd_evaluate(args):
     from spikeviz.engine.batch import infer_samples
     from spikeviz.train.tasks import make_task
-    from spikeviz.train.trainer import TEST_SEED_OFFSET, Trainer, inference_network, score_counts
+    from spikeviz.train.trainer import TEST_SEED_OFFSET, Trainer, score_counts
 
     network, config, meta = Trainer.from_checkpoint_network(args.checkpoint)
     if args.test_duration_ms is not None:
@@ -394,8 +394,7 @@ def cmd_evaluate(args):
     dynamics = config.dynamics()
     start = time.perf_counter()
     with tqdm(total=n, unit="sample", desc=args.split) as bar:
-        counts = infer_samples(inference_network(network, config), n,
-                               partial(task.test_sample, split=args.split),
+        counts = infer_samples(network, n, partial(task.test_sample, split=args.split),
                                kappas=config.kappas(), dynamics=dynamics,
                                seed=config.seed + TEST_SEED_OFFSET, workers=args.workers,
                                on_chunk=bar.update)

@@ -143,8 +143,9 @@ class Config(param.Parameterized):
     dropout = param.Number(
         0.0, bounds=(0.0, 0.9),
         doc="fraction of each hidden layer's neurons silenced, drawn anew for every training "
-        "sample (not in the paper; 0: none); tests present all neurons, each layer after a "
-        "hidden one with its weights times 1 - dropout, the input it received in training",
+        "sample (not in the paper; 0: none); tests present all neurons with the weights as "
+        "trained (scaling the next layers' weights by 1 - dropout, as ANNs do, cost accuracy: "
+        "the output WTA's argmax needs no scaling, and fewer output spikes tie more often)",
     )
     max_step_decays = param.Boolean(
         False, doc="max_step decays with the learning rate (a bound on the gradient's norm) "

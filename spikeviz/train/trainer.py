@@ -249,8 +249,7 @@ class Trainer:
         n = min(n, n_samples or self.config.test_samples or n)
         start = time.perf_counter()
         counts = infer_samples(
-            inference_network(self.network, self.config), n, self.task.test_sample,
-            kappas=self.kappas_now(),
+            self.network, n, self.task.test_sample, kappas=self.kappas_now(),
             dynamics=self.dynamics_now(), seed=self.config.seed + TEST_SEED_OFFSET,
             workers=workers, on_chunk=on_chunk,
         )
@@ -400,16 +399,6 @@ class Trainer:
             thresholds.append(arrays["thresholds"][nstarts[layer]:nstarts[layer + 1]])
         stored = Network(weights, thresholds, arrays["threshold_floors"])
         return stored.scaled(arrays["scale"]), config, meta
-
-
-def inference_network(network, config):
-    """The network as tests present it: with ``dropout``, each layer after a hidden one gets
-    its weights times 1 - dropout, the share of its inputs present in training."""
-    if not config.dropout:
-        return network
-    scale = np.full(network.flat_thresholds.size, 1.0 - config.dropout)
-    scale[:network.neuron_start[1]] = 1.0  # the first hidden layer's inputs are never dropped
-    return network.scaled(scale)
 
 
 def _jsonable(values):

@@ -27,7 +27,6 @@ from spikeviz.config import Config
 from spikeviz.data.mnist import load_mnist
 from spikeviz.engine import init_network, make_dynamics
 from spikeviz.errors import ConfigError, SpikevizError
-from spikeviz.train.trainer import inference_network
 
 __all__ = ["NeuronLab", "SingleNeuronLab", "training_run_network"]
 
@@ -57,8 +56,7 @@ def training_run_network(app):
                             "press Use network again in a moment")
     try:
         trainer = app.trainer
-        # as tests present it (dropout's scaling), not as one training sample saw it
-        return inference_network(trainer.network.scaled(trainer.sim.state.scale), trainer.config)
+        return trainer.network.scaled(trainer.sim.state.scale)
     finally:
         app._lock.release()
 
