@@ -140,16 +140,16 @@ class Config(param.Parameterized):
         doc="largest norm of one neuron's weight step in one sample, direction kept (SGD only: "
         "ADAM's steps are bounded by eta_w); None: unbounded, as in the paper",
     )
+    max_step_decays = param.Boolean(
+        False, doc="max_step decays with the learning rate (a bound on the gradient's norm) "
+        "instead of staying fixed (a bound on the step's)",
+    )
     dropout = param.Number(
         0.0, bounds=(0.0, 0.9),
         doc="fraction of each hidden layer's neurons silenced, drawn anew for every training "
         "sample (not in the paper; 0: none); tests present all neurons with the weights as "
         "trained (scaling the next layers' weights by 1 - dropout, as ANNs do, cost accuracy: "
         "the output WTA's argmax needs no scaling, and fewer output spikes tie more often)",
-    )
-    max_step_decays = param.Boolean(
-        False, doc="max_step decays with the learning rate (a bound on the gradient's norm) "
-        "instead of staying fixed (a bound on the step's)",
     )
 
     # --- run ---
