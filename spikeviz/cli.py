@@ -393,18 +393,21 @@ def cmd_evaluate(args):
     n = min(len(labels), args.test_samples or len(labels))
     dynamics = config.dynamics()
     start = time.perf_counter()
+    closeness = np.zeros((n, network.sizes[-1]), np.float32)
     with tqdm(total=n, unit="sample", desc=args.split) as bar:
         counts = infer_samples(network, n, partial(task.test_sample, split=args.split),
                                kappas=config.kappas(), dynamics=dynamics,
                                seed=config.seed + TEST_SEED_OFFSET, workers=args.workers,
-                               on_chunk=bar.update)
+                               on_chunk=bar.update, closeness=closeness)
     seconds = time.perf_counter() - start
-    outcome = score_counts(counts, labels[:n])
+    outcome = score_counts(counts, labels[:n], closeness)
     print(f"{args.split} accuracy {outcome['test_accuracy']:.4f} on {n} {args.split} samples, "
           f"{config.test_duration_ms:g} ms presentations{_input_rate(config)} ({n / seconds:.0f} "
           f"samples/s); checkpoint of epoch {meta['epoch']}, sample {meta['position']}\n"
           f"counted as errors: {outcome['test_tied_fraction']:.2%} tied maximum, "
-          f"{outcome['test_no_output_fraction']:.2%} no output spike")
+          f"{outcome['test_no_output_fraction']:.2%} no output spike\n"
+          f"with ties to the tied neuron closest to its next spike (V/Vth): "
+          f"{outcome['test_accuracy_tie_break']:.4f}")
 
 
 def _input_rate(config):

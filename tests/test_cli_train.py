@@ -37,8 +37,11 @@ def test_train_writes_metrics_and_checkpoints_then_resumes_and_evaluates(tmp_pat
     (first,) = read_metrics(out)
     for key in ("epoch", "train_accuracy", "test_accuracy", "loss", "train_samples_per_s",
                 "test_samples_per_s", "dead_fraction", "test_tied_fraction",
-                "test_no_output_fraction"):
+                "test_no_output_fraction", "test_accuracy_tie_break"):
         assert key in first
+    # the tie-break can only turn ties into answers, never a decided sample into another
+    assert first["test_accuracy"] <= first["test_accuracy_tie_break"] <= (
+        first["test_accuracy"] + first["test_tied_fraction"])
     assert 0 <= first["test_accuracy"] <= 1 and first["epoch"] == 1
     assert (out / "epoch-001.npz").is_file() and (out / "last.npz").is_file()
     assert json.loads((out / "config.json").read_text())["hidden"] == [60]
@@ -51,6 +54,7 @@ def test_train_writes_metrics_and_checkpoints_then_resumes_and_evaluates(tmp_pat
     assert main(["evaluate", str(out / "last.npz"), "--bundled", "--test-samples", "50"]) == 0
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "tied maximum" in printed and "no output spike" in printed
+    assert "closest to its next spike (V/Vth)" in printed
     assert "200 ms presentations" in printed  # the run's test_duration_ms
 
     def silent_share(text):

@@ -29,7 +29,7 @@ def sample_rng(seed, index):
 
 
 def infer_counts(network, images, encoder, *, duration_ms, kappas, dynamics, seed, workers=None,
-                 on_chunk=None):
+                 on_chunk=None, closeness=None):
     """Output spike counts of every image, presented for ``duration_ms``.
 
     Parameters
@@ -38,7 +38,7 @@ def infer_counts(network, images, encoder, *, duration_ms, kappas, dynamics, see
     images : (S, ...) array of images, one per sample
     encoder : PoissonEncoder
     duration_ms : float
-    kappas, dynamics, seed, workers, on_chunk : as in :func:`infer_samples`
+    kappas, dynamics, seed, workers, on_chunk, closeness : as in :func:`infer_samples`
 
     Returns
     -------
@@ -48,11 +48,11 @@ def infer_counts(network, images, encoder, *, duration_ms, kappas, dynamics, see
         return encoder.encode(images[i], duration_ms, rng), float(duration_ms)
 
     return infer_samples(network, len(images), sample, kappas=kappas, dynamics=dynamics,
-                         seed=seed, workers=workers, on_chunk=on_chunk)
+                         seed=seed, workers=workers, on_chunk=on_chunk, closeness=closeness)
 
 
 def infer_samples(network, n_samples, sample, *, kappas, dynamics, seed, workers=None,
-                  on_chunk=None):
+                  on_chunk=None, closeness=None):
     """Output spike counts of ``n_samples`` samples whose events ``sample(i, rng)`` makes.
 
     Parameters
@@ -67,6 +67,8 @@ def infer_samples(network, n_samples, sample, *, kappas, dynamics, seed, workers
     workers : int, threads to use; all available cores by default
     on_chunk : callable(n_done), optional, called after each finished chunk (progress bars);
         an exception it raises stops the run after the chunks already started
+    closeness : (n_samples, N_out) float array, optional, filled with each output neuron's
+        V/Vth at the end of its sample: how close it was to its next spike (ties' tie-break)
 
     Returns
     -------
@@ -86,6 +88,8 @@ def infer_samples(network, n_samples, sample, *, kappas, dynamics, seed, workers
         for i in indices:
             events, end_ms = sample(i, sample_rng(seed, i))
             counts[i] = sim.run_checked(events.times_ms, events.channels, end_ms, kappas, dynamics)
+            if closeness is not None:
+                closeness[i] = sim.potentials(-1) / sim.thresholds(-1)
         return len(indices)
 
     with ThreadPoolExecutor(max_workers=workers or available_cores()) as pool:

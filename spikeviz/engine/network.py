@@ -238,6 +238,10 @@ class Simulator:
         """(N,) float32 membrane potentials of a layer at the end of the last sample."""
         return self.state.potentials[self._layer_slice(layer)]
 
+    def thresholds(self, layer):
+        """(N,) float32 thresholds of a layer (training's threshold regularization moves them)."""
+        return self.state.thresholds[self._layer_slice(layer)]
+
     def recorded_spikes(self):
         """(times_ms, layer, neuron) of the stored spikes of the last sample."""
         rec = self.recording

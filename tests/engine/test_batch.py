@@ -51,6 +51,24 @@ def test_counts_equal_a_serial_run_sample_by_sample(network, images, encoder, ka
     assert counts.sum() > 100 and (counts.sum(axis=1) > 0).sum() > 30  # real activity compared
 
 
+def test_closeness_is_each_output_neurons_final_v_over_vth(network, images, encoder):
+    dyn = make_dynamics()
+    closeness = np.full((len(images), 10), np.nan, np.float32)
+    counts = infer_counts(network, images, encoder, duration_ms=DURATION_MS,
+                          kappas=PAPER_KAPPAS, dynamics=dyn, seed=5, workers=2,
+                          closeness=closeness)
+    sim = Simulator(network)
+    for i, image in enumerate(images):
+        events = encoder.encode(image, DURATION_MS, sample_rng(5, i))
+        np.testing.assert_array_equal(
+            sim.run(events, DURATION_MS, kappas=PAPER_KAPPAS, dynamics=dyn), counts[i])
+        np.testing.assert_allclose(closeness[i], sim.potentials(-1) / sim.thresholds(-1),
+                                   rtol=1e-6)
+    # clipping keeps V in [-Vth, Vth]; the output WTA pushes the losers to its floor
+    assert np.all(np.abs(closeness) <= 1 + 1e-6) and np.isclose(closeness, -1).any()
+    assert len(np.unique(closeness)) > 50  # not a constant: real potentials were read
+
+
 @pytest.mark.parametrize("chunk", [batch.CHUNK, 3])
 def test_counts_do_not_depend_on_the_number_of_workers(network, images, encoder, monkeypatch,
                                                         chunk):

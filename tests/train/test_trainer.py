@@ -279,6 +279,21 @@ def test_the_score_says_which_errors_were_ties_and_silence():
                      "test_no_output_fraction": 0.2}
 
 
+def test_a_tie_goes_to_the_tied_neuron_closest_to_its_next_spike():
+    counts = np.array([[0, 3, 1], [2, 2, 0], [2, 2, 0], [1, 1, 1], [0, 0, 0], [2, 0, 2]])
+    closeness = np.array([[0.9, -0.5, 0.1],   # no tie: the count decides, not V/Vth
+                          [-0.2, 0.4, 0.9],   # neuron 2 is closest but not among the tied
+                          [0.5, -0.1, 0.0],
+                          [0.3, 0.3, 0.1],    # the closest two are tied too: undecided
+                          [0.8, 0.1, 0.0],    # nothing fired: no answer
+                          [-1.0, 0.5, -0.99]])
+    assert predictions(counts, closeness).tolist() == [1, 1, 0, -1, -1, 2]
+    assert predictions(counts).tolist() == [1, -1, -1, -1, -1, -1]
+    score = score_counts(counts, np.array([1, 1, 1, 0, 0, 2]), closeness)
+    assert score["test_accuracy"] == pytest.approx(1 / 6)
+    assert score["test_accuracy_tie_break"] == pytest.approx(3 / 6)
+
+
 def test_a_checkpoint_of_another_network_is_rejected(digits, tmp_path):
     trainer = Trainer(small_config(), digits)
     trainer.save(tmp_path / "last.npz")
