@@ -53,9 +53,12 @@ def main():
     dynamics = make_dynamics(tau_mp_ms=20.0, t_ref_ms=1.0)
     cores = available_cores()
 
-    def spikeviz(workers, n):
+    def spikeviz(workers, n, closeness=False):
+        # closeness: also read each output neuron's final V/Vth, as the trainer's tests do
+        out = np.zeros((n, 10), np.float32) if closeness else None
         return lambda: infer_counts(network, images[:n], encoder, duration_ms=DURATION_MS,
-                                    kappas=KAPPAS, dynamics=dynamics, seed=1, workers=workers)
+                                    kappas=KAPPAS, dynamics=dynamics, seed=1, workers=workers,
+                                    closeness=out)
 
     def encode_only(n):
         return lambda: [encoder.encode(images[i], DURATION_MS, sample_rng(1, i)) for i in range(n)]
@@ -85,6 +88,8 @@ def main():
                 args.samples // 2),
         measure(f"spikeviz, {cores} cores (encoding included)", spikeviz(cores, args.samples),
                 args.samples),
+        measure(f"spikeviz, {cores} cores, reading V/Vth for the tie-break",
+                spikeviz(cores, args.samples, closeness=True), args.samples),
         measure("encoder alone, 1 core", encode_only(args.samples // 2), args.samples // 2),
     ]
     counts = infer_counts(network, images[:50], encoder, duration_ms=DURATION_MS, kappas=KAPPAS,
