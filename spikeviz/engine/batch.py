@@ -89,6 +89,8 @@ def infer_samples(network, n_samples, sample, *, kappas, dynamics, seed, workers
             events, end_ms = sample(i, sample_rng(seed, i))
             counts[i] = sim.run_checked(events.times_ms, events.channels, end_ms, kappas, dynamics)
             if closeness is not None:
+                # V as of the layer's last update: the decay since is one factor for the whole
+                # layer, so it ranks the neurons as they stand at the end of the presentation
                 closeness[i] = sim.potentials(-1) / sim.thresholds(-1)
         return len(indices)
 
