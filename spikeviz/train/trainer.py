@@ -45,16 +45,12 @@ def predictions(counts, closeness=None):
     :func:`~spikeviz.engine.batch.infer_samples` fills it), a tied maximum goes to the tied
     neuron closest to its next spike; -1 only if that is tied too, or nothing fired.
     """
-    top = counts.max(axis=1)
-    tied = counts == top[:, None]
     if closeness is None:
-        winner = counts.argmax(axis=1)
-        decided = tied.sum(axis=1) == 1
-    else:
-        nearest = np.where(tied, closeness, -np.inf)
-        winner = nearest.argmax(axis=1)
-        decided = (nearest == nearest.max(axis=1)[:, None]).sum(axis=1) == 1
-    return np.where((top > 0) & decided, winner, -1)
+        closeness = np.zeros(counts.shape)  # every tie stays a tie
+    top = counts.max(axis=1)
+    nearest = np.where(counts == top[:, None], closeness, -np.inf)
+    decided = (nearest == nearest.max(axis=1)[:, None]).sum(axis=1) == 1
+    return np.where((top > 0) & decided, nearest.argmax(axis=1), -1)
 
 
 def score_counts(counts, labels, closeness=None):
