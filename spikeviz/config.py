@@ -100,6 +100,12 @@ class Config(param.Parameterized):
         doc="errors through a WTA layer: the effective weights of (8) (METHOD.md), the same without "
             "their leading factor gamma/(gamma + kappa sigma) (bracket), or the plain weights",
     )
+    wta_members = param.Selector(
+        default="error", objects=["error", "fired"],
+        doc="the n neurons of (8)'s closed form in a WTA layer: every neuron with an error (all "
+            "10 outputs, silent ones too), or only those that fired, as METHOD.md reads (7); "
+            "a silent neuron with an error then feels their inhibition and exerts none",
+    )
     adam_update = param.Selector(
         default="lazy", objects=["lazy", "dense"],
         doc="ADAM moments update for the parameters used in the sample (lazy) or for all (dense)",

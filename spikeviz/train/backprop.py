@@ -9,7 +9,8 @@ with SGD or ADAM, then the exponential weight regularization (13).  Decisions fr
   part in the error (``all_outputs``), silent ones with a = 0;
 - x and a in the gradients are the traces (3) at the end of the presentation, or the spike
   counts (``use_counts``);
-- through a WTA layer l+1 with n participating neurons, the effective weights are
+- through a WTA layer l+1 with n participating neurons (all with an error, or those that fired),
+  the effective weights are
   gamma/(gamma + kappa sigma) * (w_ji + kappa sigma Vth_j / (gamma - kappa sigma (n-1)) * S_i),
   S_i = sum_j' w_j'i / Vth_j';
 - ADAM receives the (12) increments divided by the learning rate as its gradients;
@@ -51,6 +52,7 @@ class Hyper(NamedTuple):
     adam_dense: bool  # ADAM moments of every parameter decay each sample (else only used ones)
     wta_effective: bool  # errors through a WTA layer use the effective weights of (8)
     wta_factor: bool  # ... with their leading gamma / (gamma + kappa sigma) (else the bracket only)
+    wta_fired: bool  # ... over the neurons that fired (else over every neuron with an error)
     decay_exponential: bool  # weight regularization by exp(-r) (else by 1 - r)
     decay_output: bool  # the output layer's weights are regularized too (else hidden only)
     max_step: float  # largest norm of one neuron's SGD weight step per sample; 0: unbounded
@@ -110,7 +112,13 @@ def output_error(state, label, all_outputs, delta, takes_part, normalized=True):
 
 @jit
 def backpropagate(state, layer, kappa, hyper, delta, takes_part):
-    """Errors of layer ``layer`` from those of layer + 1, by (11) with the WTA correction (8)."""
+    """Errors of layer ``layer`` from those of layer + 1, by (11) with the WTA correction (8).
+
+    (8) is the closed form over the n members of the layer's linear system (7): every neuron of
+    layer + 1 with an error, or with ``hyper.wta_fired`` only those that fired; a silent neuron
+    with an error is then outside the system, a_j = s_j/(gamma Vth_j) + sigma kappa/gamma
+    sum_members a_l, so its effective weights are w_ji + c_outside Vth_j S_i.
+    """
     lo, hi = state.neuron_start[layer], state.neuron_start[layer + 1]
     up_lo, up_hi = hi, state.neuron_start[layer + 2]
     n_up = up_hi - up_lo
@@ -118,18 +126,24 @@ def backpropagate(state, layer, kappa, hyper, delta, takes_part):
     w = w.reshape((hi - lo, n_up))  # row i: fan-out of neuron i of this layer
     th_up, scale_up = state.thresholds[up_lo:up_hi], state.scale[up_lo:up_hi]
     part_up = takes_part[up_lo:up_hi]
+    member = part_up & (state.counts[up_lo:up_hi] > 0) if hyper.wta_fired else part_up.copy()
     delta_up = delta[up_lo:up_hi]
-    n_part_up = np.sum(part_up)
-    wta = hyper.wta_effective and kappa != 0.0 and n_part_up > 0
+    n_members = np.sum(member)
+    wta = hyper.wta_effective and kappa != 0.0 and n_members > 0
     if wta:
         ks = kappa * hyper.sigma
+        leading = hyper.gamma / (hyper.gamma + ks)
         # 2 at kappa -1: every error of the layer below doubles (the bracket alone keeps 1)
-        c1 = hyper.gamma / (hyper.gamma + ks) if hyper.wta_factor else 1.0
-        c2 = ks / (hyper.gamma - ks * (n_part_up - 1))
-        th_delta = 0.0
+        c1 = leading if hyper.wta_factor else 1.0
+        c2 = ks / (hyper.gamma - ks * (n_members - 1))
+        # sigma kappa/gamma * sum over the members of d a_l/dx_i, per S_i; / leading for the bracket
+        c_outside = c2 * c1 / leading
+        th_delta_in, th_delta_out = 0.0, 0.0  # sums of Vth_j delta_j over members / the others
         for j in range(n_up):
-            if part_up[j]:
-                th_delta += np.float64(th_up[j]) * delta_up[j]
+            if member[j]:
+                th_delta_in += np.float64(th_up[j]) * delta_up[j]
+            elif part_up[j]:
+                th_delta_out += np.float64(th_up[j]) * delta_up[j]
     n_active = 0
     g_sq_sum = 0.0
     for i in range(hi - lo):
@@ -145,14 +159,20 @@ def backpropagate(state, layer, kappa, hyper, delta, takes_part):
         if not takes_part[lo + i]:
             delta[lo + i] = 0.0
             continue
-        back, s_i = 0.0, 0.0
+        back_in, back_out, s_i = 0.0, 0.0, 0.0
         for j in range(n_up):
             if part_up[j]:
                 w_ij = np.float64(w[i, j]) * np.float64(scale_up[j])
-                back += w_ij * delta_up[j]
-                s_i += w_ij / np.float64(th_up[j])
+                if member[j]:
+                    back_in += w_ij * delta_up[j]
+                    s_i += w_ij / np.float64(th_up[j])
+                else:
+                    back_out += w_ij * delta_up[j]
         if wta:
-            back = c1 * (back + c2 * s_i * th_delta)
+            back = (c1 * (back_in + c2 * s_i * th_delta_in)
+                    + back_out + c_outside * s_i * th_delta_out)
+        else:
+            back = back_in + back_out
         g_i = 1.0 / np.float64(state.thresholds[lo + i])
         delta[lo + i] = (g_i / g_bar) * fan_ratio * back
 

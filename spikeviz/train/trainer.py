@@ -140,6 +140,7 @@ class Trainer:
             output_normalized=c.output_scale == "normalized",
             adam=c.optimizer == "adam", adam_dense=c.adam_update == "dense",
             wta_effective=c.wta_error != "plain", wta_factor=c.wta_error == "effective",
+            wta_fired=c.wta_members == "fired",
             decay_exponential=c.weight_decay == "exponential",
             decay_output=c.weight_decay_layers == "all",
             max_step=c.max_step_now(self.epoch),

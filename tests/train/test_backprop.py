@@ -26,12 +26,12 @@ def make_hyper(**changes):
     values = dict(
         eta_w=0.01, eta_th=0.01, sigma=0.5, gamma=1.0, lam=0.0, beta=10.0, use_counts=False,
         all_outputs=True, output_normalized=True, adam=False, adam_dense=False,
-        wta_effective=True, wta_factor=True, decay_exponential=True, decay_output=False,
-        max_step=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
+        wta_effective=True, wta_factor=True, wta_fired=False, decay_exponential=True,
+        decay_output=False, max_step=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
     )
     values.update(changes)
     flags = ("use_counts", "all_outputs", "output_normalized", "adam", "adam_dense",
-             "wta_effective", "wta_factor", "decay_exponential", "decay_output")
+             "wta_effective", "wta_factor", "wta_fired", "decay_exponential", "decay_output")
     return backprop.Hyper(**{k: bool(v) if k in flags else float(v) for k, v in values.items()})
 
 
@@ -226,6 +226,76 @@ def test_backpropagate_matches_finite_differences_of_the_wta_transfer_function(
     # numba's float() keeps float32 operands float32: w * scale is a float32 product (see report)
     np.testing.assert_allclose(delta[lower], expected, rtol=1e-6, atol=5e-7)
     np.testing.assert_array_equal(delta[upper], delta_up)  # the upper errors are left alone
+
+
+def wta_transfer_fired(x, w_up, th_up, fired, kappa, sigma, gamma, divisor=1.0):
+    """a(x) when the system (7) holds only among the neurons that ``fired``: a silent neuron j
+    (with an error) gets a_j = s_j/(gamma Vth_j) + (sigma kappa/gamma) sum_fired a_l and inhibits
+    none.  ``divisor`` divides the fired ones' a, as the bracket drops (8)'s leading factor."""
+    a = (w_up @ x) / (gamma * th_up)
+    if fired.any():
+        a_fired = wta_transfer(x, w_up[fired], th_up[fired], kappa, sigma, gamma) / divisor
+        a[~fired] += sigma * kappa / gamma * a_fired.sum()
+        a[fired] = a_fired
+    return a
+
+
+@pytest.mark.parametrize("kappa, sigma, gamma", [(-0.4, 0.5, 1.0), (-1.0, 0.5, 1.0),
+                                                 (-0.7, 0.8, 1.5)])
+@pytest.mark.parametrize("upper_counts", [[0, 0, 0, 0, 0], [0, 2, 0, 0, 1], [1, 0, 3, 0, 2],
+                                          [1, 1, 2, 3, 1]])
+@pytest.mark.parametrize("factor", [True, False])
+def test_fired_wta_members_match_finite_differences_of_the_fired_system(
+    kappa, sigma, gamma, upper_counts, factor
+):
+    """``wta_members="fired"``: (8) over the upper neurons that fired (METHOD.md's n active
+    neurons); the silent ones with an error feel their inhibition; neuron 3 takes no part."""
+    rng = np.random.default_rng(14)
+    network = init_network((5, 7, 5), rng)
+    network.thresholds[0][:] = rng.uniform(0.3, 1.2, 7)
+    network.thresholds[1][:] = rng.uniform(0.3, 1.2, 5)
+    state = Simulator(network).state
+    state.scale[:] = rng.uniform(0.6, 1.5, state.scale.size)
+    lower, upper = layer_slice(state, 0), layer_slice(state, 1)
+    state.counts[lower] = [2, 0, 1, 3, 0, 1, 4]
+    state.counts[upper] = upper_counts
+    delta = np.zeros(state.thresholds.size)
+    takes_part = np.zeros(state.thresholds.size, np.bool_)
+    delta[upper] = rng.normal(size=5)
+    takes_part[upper] = [True, True, True, False, True]
+    part_up, delta_up = takes_part[upper].copy(), delta[upper].copy()
+    hyper = make_hyper(sigma=sigma, gamma=gamma, wta_fired=True, wta_factor=factor)
+
+    backprop.backpropagate(state, 0, kappa, hyper, delta, takes_part)
+
+    w_up = real_weights(state, 1).T[part_up]
+    th_up = state.thresholds[upper].astype(np.float64)[part_up]
+    fired = np.asarray(upper_counts)[part_up] > 0
+    divisor = 1.0 if factor else gamma / (gamma + kappa * sigma)
+    jac = central_gradient(
+        lambda x: wta_transfer_fired(x, w_up, th_up, fired, kappa, sigma, gamma, divisor),
+        rng.uniform(0.0, 2.0, 7))
+    back = jac @ (delta_up[part_up] * gamma * th_up)
+    active = state.counts[lower] > 0
+    g = 1.0 / state.thresholds[lower].astype(np.float64)
+    g_bar = math.sqrt(np.mean(g[active] ** 2))
+    expected = np.where(active, g / g_bar * math.sqrt(active.size / active.sum()) * back, 0.0)
+    np.testing.assert_allclose(delta[lower], expected, rtol=1e-6, atol=5e-7)
+
+
+def test_fired_wta_members_equal_every_member_when_every_neuron_with_an_error_fired():
+    network = init_network((5, 6, 4), np.random.default_rng(15))
+    results = []
+    for fired in (False, True):
+        state = Simulator(network).state
+        state.counts[:] = [2, 0, 1, 3, 1, 4, 1, 2, 1, 3]
+        delta = np.zeros(state.thresholds.size)
+        takes_part = np.zeros(state.thresholds.size, np.bool_)
+        delta[6:], takes_part[6:] = np.linspace(-1.0, 1.0, 4), True
+        backprop.backpropagate(state, 0, -1.0, make_hyper(wta_fired=fired), delta, takes_part)
+        results.append(delta[:6].copy())
+    assert np.count_nonzero(results[0]) == 5
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 def hidden_errors(network, kappa, **hyper):

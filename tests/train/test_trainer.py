@@ -148,6 +148,10 @@ def test_the_method_decisions_are_config_options_read_at_the_next_sample(digits)
     config.wta_error = "bracket"
     trainer.train_sample()
     assert trainer.hyper.wta_effective and not trainer.hyper.wta_factor
+    assert not trainer.hyper.wta_fired
+    config.wta_members = "fired"
+    trainer.train_sample()
+    assert trainer.hyper.wta_fired
     assert trainer.hyper.output_normalized
     config.output_scale = "threshold"
     trainer.train_sample()
