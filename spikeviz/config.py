@@ -104,7 +104,8 @@ class Config(param.Parameterized):
         default="error", objects=["error", "fired"],
         doc="the n neurons of (8)'s closed form in a WTA layer: every neuron with an error (all "
             "10 outputs, silent ones too), or only those that fired, as METHOD.md reads (7); "
-            "a silent neuron with an error then feels their inhibition and exerts none",
+            "a silent neuron with an error then feels their inhibition and exerts none (the two "
+            "differ only in the output layer: a hidden neuron has an error only if it fired)",
     )
     adam_update = param.Selector(
         default="lazy", objects=["lazy", "dense"],
