@@ -170,6 +170,15 @@ def wta_transfer(x, w_up, th_up, kappa, sigma, gamma):
     return np.linalg.solve(np.eye(n) - lateral, (w_up @ x) / (gamma * th_up))
 
 
+def lower_errors(state, lower, back):
+    """(11) for the lower layer's neurons that fired, from ``back`` = sum_j delta_j (effective
+    w_ji); 0 for the silent ones."""
+    active = state.counts[lower] > 0
+    g = 1.0 / state.thresholds[lower].astype(np.float64)
+    g_bar = math.sqrt(np.mean(g[active] ** 2))
+    return np.where(active, g / g_bar * math.sqrt(active.size / active.sum()) * back, 0.0)
+
+
 @pytest.mark.parametrize(
     "kappa, sigma, gamma",
     [
@@ -217,9 +226,7 @@ def test_backpropagate_matches_finite_differences_of_the_wta_transfer_function(
     assert np.all(np.isfinite(jac))
     back = jac @ (delta_up[part_up] * gamma * th_up)  # sum_j delta_j gamma Vth_j da_j/dx_i
     active = lower_counts > 0
-    g = 1.0 / state.thresholds[lower].astype(np.float64)
-    g_bar = math.sqrt(np.mean(g[active] ** 2))
-    expected = np.where(active, g / g_bar * math.sqrt(active.size / active.sum()) * back, 0.0)
+    expected = lower_errors(state, lower, back)
 
     np.testing.assert_array_equal(takes_part[lower], active)
     assert np.all(np.isfinite(delta[lower]))
@@ -276,10 +283,7 @@ def test_fired_wta_members_match_finite_differences_of_the_fired_system(
         lambda x: wta_transfer_fired(x, w_up, th_up, fired, kappa, sigma, gamma, divisor),
         rng.uniform(0.0, 2.0, 7))
     back = jac @ (delta_up[part_up] * gamma * th_up)
-    active = state.counts[lower] > 0
-    g = 1.0 / state.thresholds[lower].astype(np.float64)
-    g_bar = math.sqrt(np.mean(g[active] ** 2))
-    expected = np.where(active, g / g_bar * math.sqrt(active.size / active.sum()) * back, 0.0)
+    expected = lower_errors(state, lower, back)
     np.testing.assert_allclose(delta[lower], expected, rtol=1e-6, atol=5e-7)
 
 
