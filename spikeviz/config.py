@@ -147,6 +147,10 @@ class Config(param.Parameterized):
         doc="largest norm of one neuron's weight step in one sample, direction kept (SGD only: "
         "ADAM's steps are bounded by eta_w); None: unbounded, as in the paper",
     )
+    max_step_thresholds = param.Boolean(
+        False, doc="a weight step max_step cuts shortens the neuron's threshold step by the "
+        "same factor (else thresholds step unbounded)",
+    )
     max_step_decays = param.Boolean(
         False, doc="max_step decays with the learning rate (a bound on the gradient's norm) "
         "instead of staying fixed (a bound on the step's)",

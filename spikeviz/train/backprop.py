@@ -56,6 +56,7 @@ class Hyper(NamedTuple):
     decay_exponential: bool  # weight regularization by exp(-r) (else by 1 - r)
     decay_output: bool  # the output layer's weights are regularized too (else hidden only)
     max_step: float  # largest norm of one neuron's SGD weight step per sample; 0: unbounded
+    max_step_thresholds: bool  # a cut step shortens the neuron's threshold step by as much
     beta1: float
     beta2: float
     eps: float
@@ -229,7 +230,8 @@ def _active_inputs(counts, out):
 @jit
 def _weight_coefficients(x_trace, x_counts, use_counts, active, m, part, n_part, delta, w_factor,
                          max_grad, cuts):
-    """sqrt(N/m) delta_i for each neuron taking part, so that its weight gradient is this times x.
+    """sqrt(N/m) delta_i for each neuron taking part, so that its weight gradient is this times x,
+    and the fraction of it each neuron keeps (1 where the bound did not cut).
 
     With ``max_grad`` > 0 a neuron whose gradient vector is longer than ``max_grad`` is shortened
     to it, its direction kept: in a layer with few active inputs (m small) the factors sqrt(N/m)
@@ -238,6 +240,7 @@ def _weight_coefficients(x_trace, x_counts, use_counts, active, m, part, n_part,
     ``cuts`` counts the steps cut and the steps taken.
     """
     coeff = np.empty(n_part)
+    kept = np.ones(n_part)
     x_norm = 0.0
     if max_grad > 0.0:
         for a in range(m):
@@ -247,10 +250,11 @@ def _weight_coefficients(x_trace, x_counts, use_counts, active, m, part, n_part,
         coeff[p] = w_factor * delta[part[p]]
         length = abs(coeff[p]) * x_norm
         if max_grad > 0.0 and length > max_grad:
-            coeff[p] *= max_grad / length
+            kept[p] = max_grad / length
+            coeff[p] *= kept[p]
             cuts[0] += 1
     cuts[1] += n_part
-    return coeff
+    return coeff, kept
 
 
 @jit
@@ -283,7 +287,7 @@ def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
     lazy_adam = hyper.adam and not hyper.adam_dense
     # Weights: dW_ij = -eta_w sqrt(N/m) delta_i x_j over the active inputs j; ``grad`` is the
     # increment divided by -eta_w (what ADAM receives).
-    coeff = _weight_coefficients(x_trace, x_counts, use_counts, active, m, part, n_part, delta,
+    coeff, kept = _weight_coefficients(x_trace, x_counts, use_counts, active, m, part, n_part, delta,
                                  math.sqrt(n / m), 0.0 if hyper.adam else hyper.max_step / eta_w,
                                  scratch.step_cuts[layer])
     for a in range(m):
@@ -313,6 +317,10 @@ def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
         a_i = _activity(a_trace, a_counts, use_counts, i)
         a_hat = hyper.gamma * a_i - hyper.sigma * kappa * (total_a - a_i)
         grad = -th_factor * delta[i] * a_hat
+        if hyper.max_step_thresholds:
+            # the neuron's whole step shortened alike: with only its weight step cut, the
+            # thresholds of a sparse layer take the steps its weights may not (deep nets, SGD)
+            grad *= kept[p]
         if hyper.adam and hyper.adam_dense:
             scratch.grad_th[lo + i] += grad
             continue

@@ -143,7 +143,7 @@ class Trainer:
             wta_fired=c.wta_members == "fired",
             decay_exponential=c.weight_decay == "exponential",
             decay_output=c.weight_decay_layers == "all",
-            max_step=c.max_step_now(self.epoch),
+            max_step=c.max_step_now(self.epoch), max_step_thresholds=c.max_step_thresholds,
             beta1=c.adam_beta1, beta2=c.adam_beta2, eps=c.adam_eps,
         )
         self.dropout = float(c.dropout)

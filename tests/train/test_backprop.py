@@ -27,11 +27,12 @@ def make_hyper(**changes):
         eta_w=0.01, eta_th=0.01, sigma=0.5, gamma=1.0, lam=0.0, beta=10.0, use_counts=False,
         all_outputs=True, output_normalized=True, adam=False, adam_dense=False,
         wta_effective=True, wta_factor=True, wta_fired=False, decay_exponential=True,
-        decay_output=False, max_step=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
+        decay_output=False, max_step=0.0, max_step_thresholds=False, beta1=0.9, beta2=0.999, eps=1e-8,
     )
     values.update(changes)
     flags = ("use_counts", "all_outputs", "output_normalized", "adam", "adam_dense",
-             "wta_effective", "wta_factor", "wta_fired", "decay_exponential", "decay_output")
+             "wta_effective", "wta_factor", "wta_fired", "decay_exponential", "decay_output",
+             "max_step_thresholds")
     return backprop.Hyper(**{k: bool(v) if k in flags else float(v) for k, v in values.items()})
 
 
@@ -441,7 +442,7 @@ def test_sgd_weight_update_is_gradient_descent_on_the_first_order_transfer_funct
     np.testing.assert_array_equal(stored_weights(state, 0)[~used], stored0[~used])
 
 
-def one_weight_step(max_step, optimizer="sgd", eta_w=0.01):
+def one_weight_step(max_step, optimizer="sgd", eta_w=0.01, thresholds_too=False):
     """One output-layer update of a fixed 8-10 network (label 3, silent): the real weights'
     change, the thresholds' change, and the unbounded SGD step of (12) written out."""
     rng = np.random.default_rng(8)
@@ -450,7 +451,8 @@ def one_weight_step(max_step, optimizer="sgd", eta_w=0.01):
     sim = Simulator(network)
     set_spikes(sim, rng, {0: [0, 1, 3, 0, 2, 1, 0, 4, 1, 0]})
     state = sim.state
-    hyper = make_hyper(eta_w=eta_w, max_step=max_step, adam=optimizer == "adam")
+    hyper = make_hyper(eta_w=eta_w, max_step=max_step, adam=optimizer == "adam",
+                       max_step_thresholds=thresholds_too)
     adam, scratch = make_buffers(network, adam=optimizer == "adam")
     adam.step[0] = 1  # train_step counts the sample before its updates
     w0, th0 = real_weights(state, 0), state.thresholds.copy()
@@ -477,6 +479,18 @@ def test_max_step_cuts_only_the_longer_sgd_steps_to_its_norm_and_keeps_their_dir
     np.testing.assert_allclose(bounded, expected, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(np.linalg.norm(bounded, axis=0)[cut], max_step, rtol=1e-4)
     np.testing.assert_array_equal(bounded_th, free_th)  # thresholds are not its business
+
+
+def test_max_step_thresholds_shortens_each_threshold_step_as_much_as_its_weight_step():
+    _, free_th, unbounded, _ = one_weight_step(0.0)
+    lengths = np.linalg.norm(unbounded, axis=0)
+    moved = free_th != 0  # neurons that fired: a_hat > 0
+    max_step = float(np.median(lengths[moved]))
+    bounded, bounded_th, _, _ = one_weight_step(max_step, thresholds_too=True)
+    kept = np.minimum(1.0, max_step / np.maximum(lengths, 1e-300))
+    assert (moved & (kept < 1)).any() and (moved & (kept == 1)).any()
+    np.testing.assert_allclose(bounded_th, free_th * kept, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(bounded, unbounded * kept, rtol=1e-4, atol=1e-7)
 
 
 def test_max_step_leaves_adam_alone():

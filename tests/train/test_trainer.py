@@ -172,6 +172,10 @@ def test_max_step_is_read_at_the_next_sample_and_its_cuts_are_counted_per_epoch(
     trainer.train_epoch()
     cut = trainer.finish_epoch(evaluate=False)["cut_step_fraction"]
     assert all(0.0 < c < 1.0 for c in cut)
+    assert not trainer.hyper.max_step_thresholds
+    config.max_step_thresholds = True
+    trainer.train_sample()
+    assert trainer.hyper.max_step_thresholds
 
 
 def test_dropout_silences_a_new_share_of_hidden_neurons_every_sample(digits):
