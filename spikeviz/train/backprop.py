@@ -287,9 +287,9 @@ def update_layer(state, inputs, layer, kappa, hyper, adam, scratch, floor):
     lazy_adam = hyper.adam and not hyper.adam_dense
     # Weights: dW_ij = -eta_w sqrt(N/m) delta_i x_j over the active inputs j; ``grad`` is the
     # increment divided by -eta_w (what ADAM receives).
-    coeff, kept = _weight_coefficients(x_trace, x_counts, use_counts, active, m, part, n_part, delta,
-                                 math.sqrt(n / m), 0.0 if hyper.adam else hyper.max_step / eta_w,
-                                 scratch.step_cuts[layer])
+    coeff, kept = _weight_coefficients(
+        x_trace, x_counts, use_counts, active, m, part, n_part, delta, math.sqrt(n / m),
+        0.0 if hyper.adam else hyper.max_step / eta_w, scratch.step_cuts[layer])
     for a in range(m):
         j = active[a]
         x_j = _activity(x_trace, x_counts, use_counts, j)

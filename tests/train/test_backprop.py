@@ -27,7 +27,8 @@ def make_hyper(**changes):
         eta_w=0.01, eta_th=0.01, sigma=0.5, gamma=1.0, lam=0.0, beta=10.0, use_counts=False,
         all_outputs=True, output_normalized=True, adam=False, adam_dense=False,
         wta_effective=True, wta_factor=True, wta_fired=False, decay_exponential=True,
-        decay_output=False, max_step=0.0, max_step_thresholds=False, beta1=0.9, beta2=0.999, eps=1e-8,
+        decay_output=False, max_step=0.0, max_step_thresholds=False, beta1=0.9, beta2=0.999,
+        eps=1e-8,
     )
     values.update(changes)
     flags = ("use_counts", "all_outputs", "output_normalized", "adam", "adam_dense",
