@@ -142,6 +142,11 @@ class Config(param.Parameterized):
         doc="weight increment per unit of threshold decrease blocked at the floor; "
         "None: 0.01 for ADAM, 1 (METHOD.md) for SGD",
     )
+    spread_blocked = param.Boolean(
+        False, doc="threshold decreases the floor blocks are shared out over the layer's "
+        "thresholds above it (the layer's mean threshold kept; not in the paper), and only what "
+        "cannot be placed is owed to the weights (weight_boost); else all of it is owed",
+    )
     max_step = param.Number(
         None, allow_None=True, bounds=(0.0, 10.0), inclusive_bounds=(False, True),
         doc="largest norm of one neuron's weight step in one sample, direction kept (SGD only: "
@@ -196,7 +201,8 @@ class Config(param.Parameterized):
         from spikeviz.engine import make_dynamics  # here: the engine loads numba
 
         return make_dynamics(tau_mp_ms=self.tau_mp_ms, t_ref_ms=self.t_ref_ms, w_dyn0=self.w_dyn0,
-                             gamma=self.gamma, rho=rho, weight_boost=self.weight_boost_now())
+                             gamma=self.gamma, rho=rho, weight_boost=self.weight_boost_now(),
+                             spread_blocked=self.spread_blocked)
 
     def weight_boost_now(self):
         """``weight_boost``, or its default for the optimizer when None."""

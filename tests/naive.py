@@ -179,16 +179,32 @@ def _receive(layer, index, source, t, kappa, dyn, spikes):
 
 def _regularize_thresholds(layer, fired, dyn):
     """Sec. 5.2: fired thresholds rise by rho*N, then all fall by rho*Nw, down to the floor;
-    in float64, the forward pass reading them rounded to float32."""
+    in float64, the forward pass reading them rounded to float32. A fall the floor blocks is
+    owed to the neuron's weights (times weight_boost) or, with spread_blocked, first shared
+    equally by the thresholds still above the floor."""
     rise, fall = dyn.rho * layer.th.size, dyn.rho * len(fired)
     for j in fired:
         layer.exact[j] += rise
+    blocked = _lower(layer, np.full(layer.th.size, fall), dyn.spread_blocked, dyn)
+    total = sum(blocked.tolist())  # in order, as the kernel adds them
+    free = layer.exact > layer.floor
+    if dyn.spread_blocked and total > 0 and free.any():
+        _lower(layer, np.where(free, total / free.sum(), 0.0), False, dyn)
     for i in range(layer.th.size):
-        lowered = layer.exact[i] - fall
+        layer.v[i] = min(max(layer.v[i], -layer.th[i]), layer.th[i])
+
+
+def _lower(layer, falls, keep_blocked, dyn):
+    """Lower each threshold by its fall, not below the floor; returns the blocked parts, which
+    are owed to the weights unless ``keep_blocked``."""
+    blocked = np.zeros(layer.th.size)
+    for i in range(layer.th.size):
+        lowered = layer.exact[i] - falls[i]
         if lowered < layer.floor:
-            blocked = min(fall, layer.floor - lowered)
-            layer.boost[i] += F32(dyn.weight_boost * blocked / float(layer.scale[i]))  # in float64
+            blocked[i] = min(falls[i], layer.floor - lowered)
+            if not keep_blocked:
+                layer.boost[i] += F32(dyn.weight_boost * blocked[i] / float(layer.scale[i]))
             lowered = np.float64(layer.floor)
         layer.exact[i] = lowered
         layer.th[i] = F32(lowered)
-        layer.v[i] = min(max(layer.v[i], -layer.th[i]), layer.th[i])
+    return blocked

@@ -19,8 +19,11 @@ The model is written here once; equation numbers are the paper's, decisions are 
                     a threshold that would fall below its floor stays at the floor and all weights
                     of that neuron rise by the blocked decrease times ``weight_boost``, summed
                     over the sample and applied at its end (a column of M weights per spike
-                    event cost as much as the rest of the sample).  V is re-clipped to the new
-                    thresholds.
+                    event cost as much as the rest of the sample).  With ``spread_blocked``
+                    the sum of the blocked decreases is first taken, in equal shares, from the
+                    thresholds still above the floor (the layer's sum of thresholds is kept);
+                    only a share that would cross the floor in turn is owed to the weights.
+                    V is re-clipped to the new thresholds.
 7. traces (3):      x_k(t) = sum_p exp((t_p - t) / tau_mp) over the spikes of input k, a_i(t)
                     likewise over the output spikes of neuron i; kept lazily as the value at the
                     neuron's last spike and brought to the end of the presentation at readout.
@@ -95,6 +98,7 @@ class Dynamics(NamedTuple):
     gamma: float  # reset factor
     rho: float  # threshold regularization per spike; 0 outside training
     weight_boost: float  # weight increment per unit of blocked threshold decrease
+    spread_blocked: bool  # blocked decreases are taken from the thresholds above the floor
 
 
 class Recording(NamedTuple):
@@ -356,12 +360,13 @@ def _may_block(thresholds, fall, floor):
 
 @jit
 def _regularize_thresholds(potentials, thresholds, error, scale, boost, floor, fired, rho,
-                           weight_boost):
+                           weight_boost, spread_blocked):
     """Threshold regularization (Sec. 5.2) after the neurons ``fired`` fired on one event.
 
     A decrease blocked at the floor is owed to the neuron's weights in ``boost`` (stored units:
-    divided by its scale).  Thresholds rarely reach the floor, so the common case is one
-    branch-free, vectorized pass.
+    divided by its scale), or with ``spread_blocked`` first shared out over the thresholds above
+    the floor.  Thresholds rarely reach the floor, so the common case is one branch-free,
+    vectorized pass.
     """
     th, v = thresholds, potentials
     rise = rho * th.size
@@ -373,12 +378,38 @@ def _regularize_thresholds(potentials, thresholds, error, scale, boost, floor, f
             hold_exact(th, error, i, np.float64(th[i]) + error[i] - fall)
             v[i] = min(max(v[i], -th[i]), th[i])
         return
+    total_blocked = 0.0
     for i in range(th.size):
         blocked = move_threshold(th, error, i, -fall, floor)
-        if blocked > 0.0:
+        if spread_blocked:
+            total_blocked += blocked
+        elif blocked > 0.0:
             # The threshold stays at its floor; the weights take the blocked decrease instead.
             boost[i] += np.float32(weight_boost * blocked / scale[i])
+    if total_blocked > 0.0:
+        _spread(th, error, scale, boost, floor, total_blocked, weight_boost)
+    for i in range(th.size):
         v[i] = min(max(v[i], -th[i]), th[i])
+
+
+@jit
+def _spread(thresholds, error, scale, boost, floor, total, weight_boost):
+    """Lower every threshold above the floor by an equal share of ``total``, the decreases the
+    floor blocked: without it those are lost and the layer's mean threshold ratchets up (the
+    winners rise, the losers at the floor cannot fall).  One pass: a share that would cross the
+    floor is blocked in turn and owed to the weights like any blocked decrease."""
+    n_free = 0
+    for i in range(thresholds.size):
+        if np.float64(thresholds[i]) + error[i] > floor:
+            n_free += 1
+    if n_free == 0:
+        return
+    share = total / n_free
+    for i in range(thresholds.size):
+        if np.float64(thresholds[i]) + error[i] > floor:
+            blocked = move_threshold(thresholds, error, i, -share, floor)
+            if blocked > 0.0:
+                boost[i] += np.float32(weight_boost * blocked / scale[i])
 
 
 @jit
@@ -411,7 +442,7 @@ def _regularize_layer(state, layer_index, fired, dyn):
     _regularize_thresholds(
         state.potentials[lo:hi], state.thresholds[lo:hi], state.threshold_error[lo:hi],
         state.scale[lo:hi], state.boost[lo:hi], state.floor[layer_index], fired, dyn.rho,
-        dyn.weight_boost,
+        dyn.weight_boost, dyn.spread_blocked,
     )
 
 

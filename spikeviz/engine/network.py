@@ -131,7 +131,8 @@ _DYNAMICS_RANGES = {
 }
 
 
-def make_dynamics(*, tau_mp_ms=20.0, t_ref_ms=1.0, w_dyn0=0.0, gamma=1.0, rho=0.0, weight_boost=1.0):
+def make_dynamics(*, tau_mp_ms=20.0, t_ref_ms=1.0, w_dyn0=0.0, gamma=1.0, rho=0.0, weight_boost=1.0,
+                  spread_blocked=False):
     """Validated :class:`kernels.Dynamics`; defaults are the paper's PI-MNIST values."""
     values = dict(
         tau_mp_ms=tau_mp_ms, t_ref_ms=t_ref_ms, w_dyn0=w_dyn0, gamma=gamma, rho=rho,
@@ -142,7 +143,7 @@ def make_dynamics(*, tau_mp_ms=20.0, t_ref_ms=1.0, w_dyn0=0.0, gamma=1.0, rho=0.
         if not (np.isfinite(value) and in_range(value)):
             raise ConfigError(f"{name}={values[name]!r} is out of range: use {expected}")
         values[name] = value
-    return kernels.Dynamics(**values)
+    return kernels.Dynamics(**values, spread_blocked=bool(spread_blocked))
 
 
 def check_kappas(kappas, n_layers):

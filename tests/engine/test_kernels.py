@@ -120,6 +120,37 @@ def test_threshold_regularization_changes_the_network_as_the_twin_does():
     assert not np.array_equal(before.weights[0], network.weights[0])  # floor reached: boosted
 
 
+@pytest.mark.parametrize("weight_boost", [0.0, 0.5])
+def test_spreading_blocked_threshold_decreases_matches_the_twin(weight_boost):
+    rng = np.random.default_rng(13)
+    network = busy_network(rng, (20, 15, 5))
+    scale = rng.uniform(0.8, 1.2, network.flat_thresholds.size)
+    dyn = make_dynamics(rho=5e-3, weight_boost=weight_boost, spread_blocked=True)
+    n_spikes = assert_same_as_naive(network, random_events(rng, 20, 300, 50.0), 50.0,
+                                    (-0.4, -1.0), dyn, scale=scale)
+    assert n_spikes > 50
+    assert (network.thresholds[0] == network.threshold_floors[0]).any()  # shares were spread
+
+
+@pytest.mark.parametrize("spread", [False, True])
+def test_spreading_blocked_decreases_keeps_the_layer_mean_threshold(spread):
+    """Without spreading, the falls the floor blocks are lost and the layer's mean threshold
+    ratchets up; spread over the thresholds above the floor, they keep it."""
+    rng = np.random.default_rng(5)
+    network = busy_network(rng, (20, 15, 5))
+    network.thresholds[0][:] = rng.uniform(0.36, 0.6, 15)  # a few just above the floor (0.35)
+    before = network.thresholds[0].astype(np.float64).sum()
+    sim = Simulator(network)
+    dyn = make_dynamics(rho=1e-3, weight_boost=0.0, spread_blocked=spread)
+    sim.run(random_events(rng, 20, 600, 100.0), 100.0, kappas=(-0.4, -1.0), dynamics=dyn)
+    after = (network.thresholds[0] + sim.state.threshold_error[:15]).sum()
+    assert (network.thresholds[0] == network.threshold_floors[0]).any()  # decreases were blocked
+    if spread:
+        assert after == pytest.approx(before, abs=1e-9)
+    else:
+        assert after > before + 0.01
+
+
 def test_threshold_regularization_cancels_out_with_steps_below_float32_resolution():
     """Late in a run rho * Nw is about one float32 unit of a threshold or less: rounding each
     step to float32 made the falls of Sec. 5.2 come out 0% to 200% of their size, by the

@@ -347,6 +347,15 @@ def test_schedules_follow_the_paper():
     assert Config(optimizer="adam").learning_rates(0)[:2] == (0.001, 0.001)
 
 
+def test_spread_blocked_reaches_the_engine_at_the_next_sample(digits):
+    trainer = Trainer(small_config(), digits)
+    trainer.train_sample()
+    assert not trainer.dynamics.spread_blocked  # the paper's: blocked decreases go to weights
+    trainer.config.spread_blocked = True
+    trainer.train_sample()
+    assert trainer.dynamics.spread_blocked
+
+
 def test_the_weight_boost_follows_the_optimizer_unless_set(digits):
     assert Config(optimizer="adam").dynamics().weight_boost == pytest.approx(0.01)
     assert Config(optimizer="sgd").dynamics().weight_boost == 1.0  # METHOD.md's
