@@ -119,17 +119,19 @@ def test_a_setting_changed_mid_run_takes_effect_at_the_next_sample(digits):
 
 def test_the_neuron_dynamics_come_from_the_config_and_rho_from_its_schedule(digits):
     config = small_config(tau_mp_ms=30.0, t_ref_ms=2.0, w_dyn0=0.1, gamma=0.8, rho=1e-4,
-                          weight_boost=0.5, lr_decay_epochs=2.0)
+                          weight_boost=0.5, spread_blocked=True, lr_decay_epochs=2.0)
     trainer = Trainer(config, digits)
     trainer.train_sample()
     expected = dict(tau_mp_ms=30.0, t_ref_ms=2.0, w_dyn0=0.1, gamma=0.8, rho=1e-4,
-                    weight_boost=0.5)
+                    weight_boost=0.5, spread_blocked=True)
     assert trainer.dynamics._asdict() == pytest.approx(expected)
     assert config.dynamics()._asdict() == pytest.approx({**expected, "rho": 0.0})  # inference
     trainer.epoch = 1
     config.gamma = 0.6  # mid-run: taken up at the next sample, rho decayed with the epoch
+    config.spread_blocked = False
     trainer.train_sample()
     assert trainer.dynamics.gamma == pytest.approx(0.6)
+    assert not trainer.dynamics.spread_blocked
     assert trainer.dynamics.rho == pytest.approx(1e-4 * np.exp(-0.5))
 
 
@@ -345,15 +347,6 @@ def test_schedules_follow_the_paper():
     assert Config(optimizer="sgd").learning_rates(0)[:2] == (0.002, pytest.approx(0.02))
     assert Config(optimizer="sgd", eta_th=0.0002).learning_rates(0)[1] == 0.0002
     assert Config(optimizer="adam").learning_rates(0)[:2] == (0.001, 0.001)
-
-
-def test_spread_blocked_reaches_the_engine_at_the_next_sample(digits):
-    trainer = Trainer(small_config(), digits)
-    trainer.train_sample()
-    assert not trainer.dynamics.spread_blocked  # the paper's: blocked decreases go to weights
-    trainer.config.spread_blocked = True
-    trainer.train_sample()
-    assert trainer.dynamics.spread_blocked
 
 
 def test_the_weight_boost_follows_the_optimizer_unless_set(digits):
