@@ -129,7 +129,7 @@ def test_spreading_blocked_threshold_decreases_matches_the_twin(weight_boost):
     n_spikes = assert_same_as_naive(network, random_events(rng, 20, 300, 50.0), 50.0,
                                     (-0.4, -1.0), dyn, scale=scale)
     assert n_spikes > 50
-    assert (network.thresholds[0] == network.threshold_floors[0]).any()  # shares were spread
+    assert (network.thresholds[0] == network.threshold_floors[0]).any()  # the floor blocked some
 
 
 @pytest.mark.parametrize("spread", [False, True])
