@@ -318,7 +318,8 @@ def test_nmnist_without_recordings_trains_on_emulated_ones(tmp_path, capsys):
     assert read_metrics(out)[0]["test_samples"] == 30
 
 
-@pytest.mark.parametrize("name", ["table2-784-800-10-sgd.json", "table2-784-500-500-10-adam.json"])
+@pytest.mark.parametrize("name", ["table2-784-800-10-sgd.json", "table2-784-500-500-10-adam.json",
+                                  "table2-784-300-300-10-adam.json"])
 def test_the_table2_example_configs_train_with_their_settings(tmp_path, name):
     # examples/table2-*.json are the runs docs/results.md reports in Table 2's band (the deep
     # one's first ten epochs, before --lam 0.02 from epoch 10);
