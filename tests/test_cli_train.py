@@ -321,8 +321,8 @@ def test_nmnist_without_recordings_trains_on_emulated_ones(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["table2-784-800-10-sgd.json", "table2-784-500-500-10-adam.json",
                                   "table2-784-300-300-10-adam.json"])
 def test_the_table2_example_configs_train_with_their_settings(tmp_path, name):
-    # examples/table2-*.json are the runs docs/results.md reports in Table 2's band (the deep
-    # one's first ten epochs, before --lam 0.02 from epoch 10);
+    # examples/table2-*.json are the runs docs/results.md reports in Table 2's band (for
+    # 784-500-500-10 its first ten epochs, before --lam 0.02 from epoch 10);
     # a key renamed in Config must fail here, not in a user's 200-epoch run.
     example = Path(__file__).parents[1] / "examples" / name
     settings = json.loads(example.read_text())
