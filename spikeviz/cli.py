@@ -2,6 +2,7 @@
 
     spikeviz train --out DIR [--resume] [--config FILE] [--hidden 800] [--epochs N] [--name value]
     spikeviz evaluate CHECKPOINT [--test-samples N] [--split train]
+    spikeviz average RUN_DIR [--epochs 181-200]                  one network from a run's last epochs
     spikeviz data [--data-dir DIR] [--bundled] [--no-download]   where the data comes from
     spikeviz infer [--samples N] [--duration-ms MS] ...          forward pass of a fresh network
 """
@@ -403,11 +404,26 @@ def cmd_evaluate(args):
     outcome = score_counts(counts, labels[:n], closeness)
     print(f"{args.split} accuracy {outcome['test_accuracy']:.4f} on {n} {args.split} samples, "
           f"{config.test_duration_ms:g} ms presentations{_input_rate(config)} ({n / seconds:.0f} "
-          f"samples/s); checkpoint of epoch {meta['epoch']}, sample {meta['position']}\n"
+          f"samples/s); {_checkpoint_origin(meta)}\n"
           f"counted as errors: {outcome['test_tied_fraction']:.2%} tied maximum, "
           f"{outcome['test_no_output_fraction']:.2%} no output spike\n"
           f"with ties to the tied neuron closest to its next spike (V/Vth): "
           f"{outcome['test_accuracy_tie_break']:.4f}")
+
+
+def _checkpoint_origin(meta):
+    if "averaged_epochs" in meta:
+        return "average of the networks of epochs {}-{}".format(*meta["averaged_epochs"])
+    return f"checkpoint of epoch {meta['epoch']}, sample {meta['position']}"
+
+
+def cmd_average(args):
+    from spikeviz.train.average import choose_epochs, write_average
+
+    first, last = choose_epochs(args.run_dir, args.epochs, args.last)
+    out = write_average(args.run_dir, first, last, args.out)
+    print(f"averaged the networks of epochs {first}-{last} of {args.run_dir} into {out}; "
+          f"test it with: spikeviz evaluate {out}")
 
 
 def _input_rate(config):
@@ -472,6 +488,17 @@ def build_parser():
     evaluate.add_argument("--workers", type=int, default=None)
     _add_data_options(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
+
+    average = commands.add_parser("average", help="one network from a run's last epochs: the "
+                                  "mean of their checkpoints' weights and thresholds")
+    average.add_argument("run_dir", help="the --out DIR of a `spikeviz train` run")
+    average.add_argument("--epochs", metavar="FIRST-LAST",
+                         help="the epochs averaged, e.g. 181-200 (default: the last --last)")
+    average.add_argument("--last", type=int, default=20,
+                         help="without --epochs, how many of the newest epochs (default 20)")
+    average.add_argument("--out", help="the checkpoint written (default: "
+                         "RUN_DIR/average-FIRST-LAST.npz)")
+    average.set_defaults(run=cmd_average)
 
     data = commands.add_parser("data", help="show where the MNIST data comes from")
     _add_data_options(data)

@@ -363,6 +363,11 @@ class Trainer:
         from spikeviz.config import Config
 
         arrays, meta = load_checkpoint(path)
+        if "averaged_epochs" in meta:
+            first, last = meta["averaged_epochs"]
+            raise ConfigError(f"{path} is the average of epochs {first}-{last} of a run, for "
+                              "`spikeviz evaluate`; it has no optimizer state to train on. "
+                              "Continue from one of the run's epoch-NNN.npz or last.npz")
         saved = Config.from_dict(meta["config"], source=f"{path} (config)")
         config = config or saved
         if list(config.hidden) != list(saved.hidden):
