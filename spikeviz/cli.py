@@ -493,9 +493,9 @@ def build_parser():
                                   "mean of their checkpoints' weights and thresholds")
     average.add_argument("run_dir", help="the --out DIR of a `spikeviz train` run")
     average.add_argument("--epochs", metavar="FIRST-LAST",
-                         help="the epochs averaged, e.g. 181-200 (default: the last --last)")
-    average.add_argument("--last", type=int, default=20,
-                         help="without --epochs, how many of the newest epochs (default 20)")
+                         help="the epochs averaged, e.g. 181-200 (default: the newest N)")
+    average.add_argument("--last", type=int, default=20, metavar="N",
+                         help="without --epochs: average the newest N epochs (default 20)")
     average.add_argument("--out", help="the checkpoint written (default: "
                          "RUN_DIR/average-FIRST-LAST.npz)")
     average.set_defaults(run=cmd_average)
