@@ -13,6 +13,12 @@ SMALL = ["--bundled", "--hidden", "40", "--train-samples", "200", "--test-sample
          "--test-duration-ms", "100"]
 
 
+@pytest.fixture(autouse=True)
+def no_user_data(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPIKEVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPIKEVIZ_DATA", raising=False)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A run of three epochs."""
@@ -85,6 +91,18 @@ def test_a_directory_without_epochs_is_refused(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["average", str(tmp_path)]) == 2
     assert "no epoch-NNN.npz" in capsys.readouterr().err
+
+
+def test_checkpoints_of_different_networks_are_not_averaged(run, tmp_path, capsys):
+    other = tmp_path / "other"
+    assert main(["train", *SMALL, "--hidden", "30", "--epochs", "1", "--out", str(other)]) == 0
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "epoch-001.npz").write_bytes((run / "epoch-001.npz").read_bytes())
+    (mixed / "epoch-002.npz").write_bytes((other / "epoch-001.npz").read_bytes())
+    capsys.readouterr()
+    assert main(["average", str(mixed)]) == 2
+    assert "epoch-002.npz holds a network of another shape" in capsys.readouterr().err
 
 
 def test_an_average_cannot_be_trained_on_or_averaged_again(run, tmp_path, capsys):

@@ -1,9 +1,11 @@
 """One network from the last epochs of a run: the mean of its checkpoints' weights and thresholds.
 
 Late in a run the learning rate has decayed and the network moves little from epoch to epoch, but
-its test accuracy still wobbles by a tenth of a point; averaging the networks of those epochs
-(Polyak averaging, done afterwards on the checkpoints every run keeps) evens the wobble out.  The
-mean is taken over the real weights (stored weight times the neuron's scale) and the thresholds.
+its test accuracy still wobbles by a tenth of a point.  Averaging the networks of those epochs
+(Polyak averaging, done afterwards on the checkpoints every run keeps) gives one network to keep
+instead of a choice among twenty; on nine full runs it tests as well as their mean epoch
+(docs/results.md, thirty-sixth session).  The mean is taken over the real weights (stored weight
+times the neuron's scale) and the thresholds.
 The result is a checkpoint for ``spikeviz evaluate`` and the lab, not for training: it has no
 optimizer state, and ``--resume`` or ``--from`` refuse it.
 """
