@@ -10,10 +10,7 @@ from spikeviz import __version__
 from spikeviz.cli import main
 
 
-@pytest.fixture(autouse=True)
-def no_user_data(monkeypatch, tmp_path):
-    monkeypatch.setenv("SPIKEVIZ_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("SPIKEVIZ_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("no_user_data")
 
 
 def test_data_reports_the_bundled_subset(capsys):

@@ -13,10 +13,7 @@ SMALL = ["--bundled", "--hidden", "40", "--train-samples", "200", "--test-sample
          "--test-duration-ms", "100"]
 
 
-@pytest.fixture(autouse=True)
-def no_user_data(monkeypatch, tmp_path):
-    monkeypatch.setenv("SPIKEVIZ_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("SPIKEVIZ_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("no_user_data")
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,7 @@ TINY_ARGS = ["--bundled", "--hidden", "20", "--train-samples", "200", "--test-sa
 RANGES = ["kappa_hidden=-0.9:-0.1", "seed=0:1000"]
 
 
-@pytest.fixture(autouse=True)
-def no_user_data(monkeypatch, tmp_path):
-    monkeypatch.setenv("SPIKEVIZ_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("SPIKEVIZ_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("no_user_data")
 
 
 def _random_sweep(out, n_trials, seed):

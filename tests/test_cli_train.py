@@ -17,10 +17,7 @@ SMALL = ["--bundled", "--hidden", "60", "--train-samples", "300", "--test-sample
          "--test-duration-ms", "200"]
 
 
-@pytest.fixture(autouse=True)
-def no_user_data(monkeypatch, tmp_path):
-    monkeypatch.setenv("SPIKEVIZ_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("SPIKEVIZ_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("no_user_data")
 
 
 def read_metrics(out):

@@ -21,10 +21,7 @@ TINY_ARGS = ["--bundled", "--train-samples", "200", "--test-samples", "50",
 BUNDLED = {"bundled": True}
 
 
-@pytest.fixture(autouse=True)
-def no_user_data(monkeypatch, tmp_path):
-    monkeypatch.setenv("SPIKEVIZ_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("SPIKEVIZ_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("no_user_data")
 
 
 # --- grid specs ---------------------------------------------------------------------------------
