@@ -80,6 +80,8 @@ class Config(param.Parameterized):
         doc="threshold learning rate; None: 10 * eta_w for SGD (the paper's 0.1 * eta_w leaves "
         "thresholds all but frozen under (12), docs/results.md), eta_w for ADAM",
     )
+    # 0.5 (METHOD.md): 1.0 ends level or behind on 784-300-300-10 over 200 epochs, 0.25 falls
+    # behind at once (docs/results.md, thirty-ninth session).
     sigma = param.Number(0.5, bounds=(0.0, 1.0), doc="expected efficacy of lateral inhibition, eq. (5)")
     lr_decay_epochs = param.Number(
         35.0, bounds=(1.0, None), doc="learning rates and rho decay by exp(-1/lr_decay_epochs) per epoch"
